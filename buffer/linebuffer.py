@@ -1,0 +1,662 @@
+"""The writer side of a line buffer: the edge daemon appends records, they are committed in
+batches, kept under a size cap, pruned once sent, and never lost to a full disk.
+
+One transaction per flush (every 100 ms by default, or `flush()`), not per record: the daemon's
+scan cycles produce bursts, and SQLite's cost is per commit. Records are serialized once
+(MessagePack) here; the agent ships those bytes as they are.
+
+Line identity (site/area/line/machine) is needed for the ``buffer_full`` event the buffer writes
+itself: pass it to `LineBuffer.open`, or it is taken from the first record appended, and it is
+kept in the file (``meta.identity``) for the next start and for the sync agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+import msgspec
+import structlog
+
+from buffer.schema import connect, is_busy, is_disk_error, migrate
+from config.models import BufferConfig, LineIdentity
+from sync.records import AnyRecord, EventRecord, Record, format_ts, uuid7
+
+__all__ = ["EVICTION_ORDER", "NEVER_EVICTED", "LineBuffer"]
+
+# When the size cap is reached: oldest raw samples go first, then per-minute counts. Nothing
+# else is ever evicted (stop, kpi, maintenance_request, quality_alert; and state and event,
+# which are small and carry the line's history and the buffer_full event itself).
+EVICTION_ORDER: tuple[str, ...] = ("sample", "count")
+NEVER_EVICTED: frozenset[str] = frozenset(
+    {"stop", "kpi", "maintenance_request", "quality_alert", "state", "event"}
+)
+
+_UPSERT = (
+    "INSERT INTO records (seq, id, type, rev, written_ms, body) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, type = excluded.type, rev = excluded.rev, "
+    "written_ms = excluded.written_ms, body = excluded.body WHERE excluded.rev > records.rev"
+)
+_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+_ADD_COUNTER = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value"
+)
+_SET_COUNTER = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+
+# (id, type, rev, msgpack body)
+_Pending = tuple[str, str, int, bytes]
+
+_TAGS: dict[type, str] = {}
+_DECODER = msgspec.msgpack.Decoder(AnyRecord)
+
+
+def _tag(cls: type) -> str:
+    tag = _TAGS.get(cls)
+    if tag is None:
+        tag = str(cls.__struct_config__.tag)  # type: ignore[attr-defined]
+        _TAGS[cls] = tag
+    return tag
+
+
+def _size(p: _Pending) -> int:
+    """About what a row costs in the file: body, id twice (row and unique index), overhead."""
+    return len(p[3]) + 2 * len(p[0]) + 24
+
+
+def _disk_room(path: str) -> tuple[int, int] | None:
+    """(free bytes on the buffer's filesystem, bytes in the WAL file)."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    try:
+        wal = os.stat(path + "-wal").st_size
+    except OSError:
+        wal = 0
+    return st.f_bavail * st.f_frsize, wal
+
+
+def _file_bytes(path: str) -> int:
+    size = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            size += os.stat(path + suffix).st_size
+    return size
+
+
+class LineBuffer:
+    """One line's SQLite buffer, opened by the edge daemon (the only writer of records)."""
+
+    # Below this fraction of the cap the full episode ends; eviction frees down to FREE_TO.
+    CLEAR_AT = 0.8
+    FREE_TO = 0.9
+    PRUNE_EVERY_S = 60.0
+    CHECKPOINT_EVERY_S = 30.0
+    STATS_EVERY_S = 2.0
+    RETRY_EVERY_S = 1.0
+    LEARNED_CAP_TTL_S = 600.0
+    DISK_RESERVE = 256 * 1024
+
+    def __init__(
+        self,
+        cfg: BufferConfig,
+        conn: aiosqlite.Connection,
+        identity: dict[str, str] | None,
+        flush_interval_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._cfg = cfg
+        self._path = cfg.path
+        self._conn = conn
+        self._identity = identity
+        self._identity_dirty = False
+        self._flush_interval_s = flush_interval_s
+        self._clock = clock
+        self._enc = msgspec.msgpack.Encoder()
+        self._pending: list[_Pending] = []
+        self._next_seq = 1
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._cap_bytes = cfg.max_size_mb * 1024 * 1024
+        self._learned_cap: float | None = None
+        self._learned_at = 0.0
+        self._full = False
+        self._blocked = False
+        self._retry_at = 0.0
+        self._evicted: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
+        self._write_errors = 0
+        self._last_error: str | None = None
+        self._last_prune = 0.0
+        self._last_checkpoint = time.monotonic()
+        self._last_stats = 0.0
+        self._stats: dict[str, Any] = {}
+        self._closed = False
+        self._interrupted = False
+        self._log = structlog.get_logger().bind(buffer=cfg.path)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        cfg: BufferConfig,
+        identity: LineIdentity | None = None,
+        *,
+        flush_interval_s: float = 0.1,
+        background: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> Self:
+        """Create the directory and file if needed, migrate, switch to WAL, start the flush task.
+
+        ``background=False`` commits only on `flush()` (tests, `lineside replay`).
+        """
+        Path(cfg.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await connect(cfg.path, synchronous=cfg.synchronous)
+        try:
+            await migrate(conn, cfg.path)
+            ident: dict[str, str] | None = None
+            if identity is not None:
+                ident = {"site": identity.site, "area": identity.area, "line": identity.id,
+                         "machine": identity.machine}
+            self = cls(cfg, conn, ident, flush_interval_s, clock)
+            await self._load_state(store_identity=identity is not None)
+        except BaseException:
+            await conn.close()
+            raise
+        if background:
+            self._task = asyncio.create_task(self._run(), name=f"buffer-flush:{cfg.path}")
+        await self._refresh_stats()
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush what is queued, checkpoint the WAL into the file and close."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            # Let the flush task finish the transaction it may be in and leave its loop; a
+            # cancel there would roll back a batch already taken from the queue.
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5.0)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+        async with self._lock:
+            if self._interrupted:
+                await self._reload_next_seq()
+                self._interrupted = False
+            await self._flush_locked(force=True)
+            if self._pending:
+                self._log.error("buffer_records_lost_at_close", records=len(self._pending),
+                                last_error=self._last_error)
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with contextlib.suppress(sqlite3.Error):
+                await self._refresh_stats()
+        await self._conn.close()
+
+    # ------------------------------------------------------------ the daemon's API
+
+    async def append(self, records: Sequence[Record]) -> None:
+        """Queue records; the background task commits them within one flush interval.
+
+        The same id with a higher rev replaces the stored record and is shipped again; an equal
+        or lower rev is ignored.
+        """
+        if self._closed:
+            raise RuntimeError("append on a closed LineBuffer")
+        enc = self._enc.encode
+        pend = self._pending
+        for r in records:
+            pend.append((r.id, _tag(type(r)), r.rev, enc(r)))
+        if self._identity is None and records:
+            r0 = records[0]
+            self._identity = {"site": r0.site, "area": r0.area, "line": r0.line, "machine": r0.machine}
+            self._identity_dirty = True
+        if self._blocked and len(pend) > self._cfg.memory_bound_records:
+            self._shed()
+        if len(pend) >= 50_000:
+            self._wake.set()
+        await asyncio.sleep(0)
+
+    async def flush(self) -> None:
+        """Commit everything queued now (the SIGTERM path). Never raises for a full disk: what
+        cannot be written stays queued in memory and is reported in `stats()`."""
+        async with self._lock:
+            await self._flush_locked(force=True)
+
+    async def history(self, types: Sequence[str], since_s: float) -> list[Record]:
+        """The latest revision of every record of `types` written since `since_s` (epoch
+        seconds), in write order: what a component needs back after a restart (the follow-up
+        rules' MTBF baseline and open requests). Pending appends are committed first."""
+        await self.flush()
+        marks = ",".join("?" * len(types))
+        async with self._conn.execute(
+            f"SELECT body FROM records WHERE type IN ({marks}) AND written_ms >= ? ORDER BY seq",
+            (*types, int(since_s * 1000)),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_DECODER.decode(bytes(r[0])) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        out = dict(self._stats)
+        out.update(
+            full=self._full,
+            write_blocked=self._blocked,
+            held_in_memory=len(self._pending),
+            evicted=dict(self._evicted),
+            dropped=dict(self._dropped),
+            write_errors=self._write_errors,
+            last_error=self._last_error,
+            cap_bytes=int(self._effective_cap()),
+        )
+        return out
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # ------------------------------------------------------------ internals
+
+    async def _load_state(self, *, store_identity: bool) -> None:
+        conn = self._conn
+        async with conn.execute("SELECT key, value FROM meta") as cur:
+            meta = {str(k): str(v) for k, v in await cur.fetchall()}
+        if self._identity is None and "identity" in meta:
+            self._identity = json.loads(meta["identity"])
+        elif store_identity:
+            self._identity_dirty = True
+        await self._reload_next_seq(meta)
+        async with conn.execute("SELECT name, value FROM counters") as cur:
+            for name, value in await cur.fetchall():
+                if str(name).startswith("evicted."):
+                    self._evicted[str(name)[8:]] = int(value)
+                elif name == "full":
+                    self._full = bool(value)
+
+    async def _reload_next_seq(self, meta: dict[str, str] | None = None) -> None:
+        if meta is None:
+            async with self._conn.execute("SELECT value FROM meta WHERE key = 'next_seq'") as cur:
+                row = await cur.fetchone()
+            meta = {"next_seq": str(row[0])} if row else {}
+        top = 0
+        for sql in ("SELECT max(seq) FROM records", "SELECT max(seq) FROM cursors",
+                    "SELECT max(live_seq) FROM cursors"):
+            async with self._conn.execute(sql) as cur:
+                row = await cur.fetchone()
+            if row and row[0] is not None:
+                top = max(top, int(row[0]))
+        self._next_seq = max(int(meta.get("next_seq", "1")), top + 1)
+
+    def _effective_cap(self) -> float:
+        if self._learned_cap is not None:
+            if time.monotonic() - self._learned_at > self.LEARNED_CAP_TTL_S:
+                self._learned_cap = None
+            else:
+                return min(self._cap_bytes, self._learned_cap)
+        return self._cap_bytes
+
+    async def _cap_with_disk(self, used: int, incoming: int) -> float:
+        """The configured cap, lowered to what the filesystem can still take.
+
+        In WAL mode a checkpoint needs room in the main file for what the WAL holds; a WAL
+        that fills the disk can never be checkpointed again. So the WAL is checkpointed early
+        when free space runs short, and the data may only grow into what is left after room
+        for the next batch (twice: WAL and main file) and a reserve.
+        """
+        cap = self._effective_cap()
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            # A file-size limit (ulimit -f, systemd LimitFSIZE=): the main file must be able to
+            # hold every page when the WAL is checkpointed.
+            cap = min(cap, soft - 2 * incoming - self.DISK_RESERVE)
+        room = _disk_room(self._path)
+        if room is None:
+            return cap
+        free, wal = room
+        if free < wal + 2 * incoming + self.DISK_RESERVE:
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            room = _disk_room(self._path)
+            if room is None:
+                return cap
+            free, wal = room
+        return min(cap, used + free - wal - 2 * incoming - self.DISK_RESERVE)
+
+    async def _used_bytes(self) -> int:
+        """Logical size (pages in use, WAL included): deleting rows frees pages for reuse."""
+        async with self._conn.execute("PRAGMA page_count") as cur:
+            pages = (await cur.fetchone() or (0,))[0]
+        async with self._conn.execute("PRAGMA freelist_count") as cur:
+            free = (await cur.fetchone() or (0,))[0]
+        async with self._conn.execute("PRAGMA page_size") as cur:
+            size = (await cur.fetchone() or (4096,))[0]
+        return int((pages - free) * size)
+
+    async def _run(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval_s)
+            self._wake.clear()
+            if self._closed:
+                return  # close() does the last flush itself
+            try:
+                async with self._lock:
+                    await self._flush_locked(force=False)
+                    await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or an unexpected SQLite state: report, keep going
+                self._last_error = repr(exc)
+                self._log.exception("buffer_maintenance_failed")
+                await asyncio.sleep(self.RETRY_EVERY_S)
+
+    async def _flush_locked(self, *, force: bool) -> None:
+        if not self._pending and not self._identity_dirty:
+            return
+        if self._blocked and not force and time.monotonic() < self._retry_at:
+            return
+        batch = self._pending
+        self._pending = []
+        try:
+            batch = await self._make_room(batch)
+            await self._write(batch)
+        except sqlite3.Error as exc:
+            self._pending[:0] = batch
+            await self._on_write_error(exc)
+            return
+        except BaseException:
+            # Cancelled mid-write: the batch goes back to the queue (whether or not its COMMIT
+            # landed: a re-write of the same ids and revs changes nothing) and the sequence is
+            # re-read from the file before the next write.
+            self._pending[:0] = batch
+            self._interrupted = True
+            raise
+        if self._blocked:
+            self._log.warning("buffer_writes_resumed", path=self._path)
+        self._blocked = False
+        if self._learned_cap is not None:
+            # Near a physical limit the WAL must not grow between autocheckpoints.
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        now_ms = int(self._clock() * 1000)
+        seq = self._next_seq
+        rows = []
+        for rid, rtype, rev, body in batch:
+            rows.append((seq, rid, rtype, rev, now_ms, body))
+            seq += 1
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                await conn.executemany(_UPSERT, rows)
+            await conn.execute(_SET_META, ("next_seq", str(seq)))
+            if self._identity_dirty and self._identity is not None:
+                await conn.execute(_SET_META, ("identity", json.dumps(self._identity)))
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        self._next_seq = seq
+        self._identity_dirty = False
+
+    async def _on_write_error(self, exc: sqlite3.Error) -> None:
+        self._write_errors += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            await self._reload_next_seq()
+        self._retry_at = time.monotonic() + self.RETRY_EVERY_S
+        if is_busy(exc):
+            self._log.warning("buffer_write_busy", error=self._last_error, held=len(self._pending))
+            return
+        disk = is_disk_error(exc)
+        first_failure = not self._blocked
+        self._blocked = True
+        if disk:
+            # The disk (or the file-size limit) is smaller than the configured cap: learn the
+            # real limit so the next flushes evict before they hit it again.
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                used = await self._used_bytes()
+            except sqlite3.Error:
+                used = 0
+            if used > 0:
+                self._learned_cap = min(self._learned_cap or float("inf"), used * 0.85)
+                self._learned_at = time.monotonic()
+            await self._enter_full("disk_full", used)
+            if first_failure:
+                self._retry_at = time.monotonic()  # retry at once, evicting under the learned cap
+        self._log.error("buffer_write_failed", error=self._last_error, disk=disk,
+                        held_in_memory=len(self._pending))
+        if len(self._pending) > self._cfg.memory_bound_records:
+            self._shed()
+
+    async def _make_room(self, batch: list[_Pending]) -> list[_Pending]:
+        """Evict under the cap before writing; drop evictable incoming records only when the
+        file holds nothing evictable any more."""
+        incoming = sum(_size(p) for p in batch)
+        used = await self._used_bytes()
+        cap = await self._cap_with_disk(used, incoming)
+        if used + incoming <= cap:
+            if self._full and not self._blocked and used + incoming < self.CLEAR_AT * cap:
+                await self._leave_full(used)
+            return batch
+        await self._enter_full("size_cap" if cap >= self._effective_cap() else "disk_space", used)
+        # Per type in eviction order: the stored records first (oldest first), then the oldest
+        # of that type in the incoming batch, before the next type is touched.
+        for rtype in EVICTION_ORDER:
+            target = self.FREE_TO * cap - incoming
+            while used > target:
+                chunk = int(min(50_000, max(500, (used - target) / 150)))
+                n = await self._evict(rtype, chunk)
+                if n == 0:
+                    break
+                used = await self._used_bytes()
+            if used + incoming <= cap:
+                break
+            kept: list[_Pending] = []
+            dropped = 0
+            for p in batch:
+                if p[1] == rtype and used + incoming > self.FREE_TO * cap:
+                    incoming -= _size(p)
+                    dropped += 1
+                else:
+                    kept.append(p)
+            if dropped:
+                self._evicted[rtype] = self._evicted.get(rtype, 0) + dropped
+                await self._add_counter(f"evicted.{rtype}", dropped)
+                self._log.error("buffer_full_dropping_incoming", type=rtype, records=dropped,
+                                used_bytes=used, cap_bytes=int(cap))
+                batch = kept
+            if used + incoming <= cap:
+                break
+        return batch
+
+    async def _evict(self, rtype: str, limit: int) -> int:
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = await conn.execute(
+                "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE type = ? ORDER BY seq LIMIT ?)",
+                (rtype, limit),
+            )
+            n = cur.rowcount
+            if n > 0:
+                await conn.execute(_ADD_COUNTER, (f"evicted.{rtype}", n))
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        if n > 0:
+            self._evicted[rtype] = self._evicted.get(rtype, 0) + n
+            self._log.warning("buffer_evicted", type=rtype, records=n)
+            # The delete went to the WAL; fold it into the main file now (pages are reused in
+            # place) so the WAL does not eat the space the eviction was meant to free.
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return max(n, 0)
+
+    async def _add_counter(self, name: str, n: int) -> None:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._conn.execute(_ADD_COUNTER, (name, n))
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("ROLLBACK")
+            raise
+
+    async def _enter_full(self, reason: str, used: int) -> None:
+        if self._full:
+            return
+        self._full = True
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute(_SET_COUNTER, ("full", 1))
+        self._log.error("buffer_full", reason=reason, used_bytes=used, cap_bytes=int(self._effective_cap()),
+                        held_in_memory=len(self._pending))
+        if self._identity is None:
+            return
+        now = self._clock()
+        event = EventRecord(
+            id=uuid7(now), ts=format_ts(now), kind="buffer_full",
+            detail={"reason": reason, "used_bytes": used, "cap_bytes": int(self._effective_cap()),
+                    "evicted_sample": self._evicted.get("sample", 0),
+                    "evicted_count": self._evicted.get("count", 0)},
+            site=self._identity["site"], area=self._identity["area"],
+            line=self._identity["line"], machine=self._identity["machine"],
+        )
+        self._pending.append((event.id, "event", 0, self._enc.encode(event)))
+
+    async def _leave_full(self, used: int) -> None:
+        self._full = False
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute(_SET_COUNTER, ("full", 0))
+        self._log.warning("buffer_not_full", used_bytes=used)
+
+    def _shed(self) -> None:
+        """Memory is bounded too: while nothing can be written, drop what matters least."""
+        excess = len(self._pending) - self._cfg.memory_bound_records
+        if excess <= 0:
+            return
+        drop: set[int] = set()
+        for rtype in (*EVICTION_ORDER, None):
+            for i, p in enumerate(self._pending):
+                if len(drop) >= excess:
+                    break
+                if (rtype is None or p[1] == rtype) and i not in drop:
+                    drop.add(i)
+        for i in drop:
+            t = self._pending[i][1]
+            self._dropped[t] = self._dropped.get(t, 0) + 1
+        self._pending = [p for i, p in enumerate(self._pending) if i not in drop]
+        self._log.critical("buffer_records_dropped", dropped=len(drop), held_in_memory=len(self._pending),
+                           dropped_by_type=dict(self._dropped))
+
+    async def _housekeeping(self) -> None:
+        mono = time.monotonic()
+        if self._blocked:
+            return
+        try:
+            if mono - self._last_prune >= self.PRUNE_EVERY_S:
+                self._last_prune = mono
+                await self._prune()
+            if mono - self._last_checkpoint >= self.CHECKPOINT_EVERY_S:
+                self._last_checkpoint = mono
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if mono - self._last_stats >= self.STATS_EVERY_S:
+                await self._refresh_stats()
+        except sqlite3.Error as exc:
+            if not (is_busy(exc) or is_disk_error(exc)):
+                raise
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._log.warning("buffer_housekeeping_failed", error=self._last_error)
+
+    async def _prune(self) -> None:
+        """Sent records older than the retention are deleted, in small transactions."""
+        async with self._conn.execute("SELECT min(seq) FROM cursors") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return
+        sent_upto = int(row[0])
+        cutoff_ms = int((self._clock() - self._cfg.retention_days * 86400) * 1000)
+        total = 0
+        while True:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur2 = await self._conn.execute(
+                    "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE seq <= ? "
+                    "AND written_ms < ? ORDER BY seq LIMIT 20000)",
+                    (sent_upto, cutoff_ms),
+                )
+                n = cur2.rowcount
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._conn.execute("ROLLBACK")
+                raise
+            total += max(n, 0)
+            if n < 20000:
+                break
+        if total:
+            self._log.info("buffer_pruned", records=total)
+
+    async def _refresh_stats(self) -> None:
+        self._last_stats = time.monotonic()
+        conn = self._conn
+        async with conn.execute("SELECT type, count(*) FROM records GROUP BY type") as cur:
+            by_type = {str(t): int(n) for t, n in await cur.fetchall()}
+        async with conn.execute(
+            "SELECT min(seq), min(live_from), max(live_seq) FROM cursors"
+        ) as cur:
+            row = await cur.fetchone()
+        sent_upto = int(row[0]) if row and row[0] is not None else 0
+        async with conn.execute("SELECT count(*) FROM records WHERE seq > ?", (sent_upto,)) as cur:
+            unsent = int((await cur.fetchone() or (0,))[0])
+        if row and row[1] is not None and row[2] is not None:
+            async with conn.execute(
+                "SELECT count(*) FROM records WHERE seq >= ? AND seq <= ?", (int(row[1]), int(row[2]))
+            ) as cur:
+                unsent -= int((await cur.fetchone() or (0,))[0])
+        async with conn.execute(
+            "SELECT written_ms FROM records WHERE seq > ? ORDER BY seq LIMIT 1", (sent_upto,)
+        ) as cur:
+            first = await cur.fetchone()
+        async with conn.execute("SELECT count(*) FROM quarantine") as cur:
+            quarantined = int((await cur.fetchone() or (0,))[0])
+        size = _file_bytes(self._path)
+        self._stats = {
+            "path": self._path,
+            "bytes_on_disk": size,
+            "used_bytes": await self._used_bytes(),
+            "records_by_type": by_type,
+            "unsent": unsent,
+            "oldest_unsent_age_s": (self._clock() - first[0] / 1000.0) if first else None,
+            "quarantined": quarantined,
+        }

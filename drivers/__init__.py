@@ -1,0 +1,1 @@
+"""One module per PLC protocol behind one small interface; see drivers/README.md."""
