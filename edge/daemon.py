@@ -480,6 +480,7 @@ class LineDaemon:
             # in, as after a restart, instead of starting them again at the reload.
             self.processor.carry_in([r for r in closing if isinstance(r, KpiRecord)])
         if msgspec.structs.asdict(new.follow_up) != msgspec.structs.asdict(self.cfg.follow_up):
+            await self.write(self.followup.flush(self.clock.now()))
             self.followup = FollowUpEngine(new)
         self.cfg = new
         self._historized = self._historized_roles(new)
@@ -514,8 +515,10 @@ class LineDaemon:
             async with asyncio.timeout(SHUTDOWN_BUDGET_S):
                 if self.buffer is None:
                     return
-                records = list(self.processor.finish(self.clock.now()))
+                now = self.clock.now()
+                records = list(self.processor.finish(now))
                 records += self.followup.observe(records)
+                records += self.followup.flush(now)
                 records.extend(self._pending)
                 self._pending = []
                 records.append(self.event("daemon_stopped"))

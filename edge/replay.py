@@ -132,6 +132,7 @@ def replay(cfg: LineConfig, f: IO[str], bad: list[BadRow]) -> list[Record]:
     if last is not None:
         emit(proc.tick(last), last)
         emit(proc.finish(last), last)
+        out.extend(follow.flush(last))
     return out
 
 

@@ -130,6 +130,11 @@ class FollowUpEngine:
             self.tracker.tick(now)
         return list(self.tracker.drain())
 
+    def flush(self, now: float) -> list[Record]:
+        """The throttled revisions, sent now: at shutdown, before a reload and at a replay's end."""
+        self.tracker.flush(now)
+        return list(self.tracker.drain())
+
     def restore(self, records: Iterable[Record]) -> None:
         history: list[Record] = []
         newest: dict[str, MaintenanceRequestRecord | QualityAlertRecord] = {}

@@ -125,11 +125,11 @@ class Tracker:
         if new == item.sent:
             item.pending = None
             return
-        if self.quiet:
-            # Restoring: the buffer's revision already says this, or the live run will.
-            item.sent, item.pending = new, None
-            return
         item.pending = new
+        if self.quiet:
+            # Restoring: history says more than the buffer's newest revision (the daemon died
+            # with a throttled revision unsent). It stays pending and goes out when due.
+            return
         if urgent or now - item.last_sent_at >= REVISE_MIN_S:
             self._send(item, now)
 
@@ -157,6 +157,13 @@ class Tracker:
             if item.pending is not None:
                 due = min(due, item.last_sent_at + REVISE_MIN_S)
         return due
+
+    def flush(self, now: float) -> None:
+        """Send every throttled revision now (shutdown, reload, end of a replay): what is known
+        is written before the process lets go of it."""
+        for item in self.items.values():
+            if item.pending is not None:
+                self._send(item, now)
 
     def drain(self) -> list[FollowUpRecord]:
         out, self.out = self.out, []

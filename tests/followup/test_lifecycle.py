@@ -151,3 +151,37 @@ def test_random_stop_sequences_keep_one_open_record_per_rule_and_subject(steps, 
         else:
             assert open_by_subject.pop(key) == r.id
     assert open_by_subject == {}, "everything closes once its condition has been clear long enough"
+
+
+MICRO_ONLY = """\
+  maintenance:
+    - {rule: repeated_micro_stops, count: 3, within_s: 600, clear_after_s: 3600}
+"""
+
+
+def _micro_stops(*starts: float) -> list[Record]:
+    return [stop(T0 + s, T0 + s + 20, code=17) for s in starts]
+
+
+def test_a_throttled_revision_is_written_at_shutdown_not_lost() -> None:
+    engine = FollowUpEngine(config(MICRO_ONLY))
+    opened = engine.observe(_micro_stops(0, 100, 200))
+    assert [(r.rev, len(r.stop_ids)) for r in opened] == [(0, 3)]
+    # A fourth micro-stop a minute later joins the request, held back by the revision throttle.
+    assert engine.observe(_micro_stops(260)) == []
+    flushed = engine.flush(T0 + 300)
+    assert [(r.id, r.rev, len(r.stop_ids)) for r in flushed] == [(opened[0].id, 1, 4)]
+    assert engine.flush(T0 + 301) == []  # nothing pending twice
+
+
+def test_a_revision_unsent_at_a_crash_goes_out_after_the_restart() -> None:
+    cfg = config(MICRO_ONLY)
+    crashed = FollowUpEngine(cfg)
+    history = _micro_stops(0, 100, 200)
+    opened = crashed.observe(history)
+    history += _micro_stops(260)
+    assert crashed.observe(history[-1:]) == []  # pending when the daemon died (kill -9)
+    restarted = FollowUpEngine(cfg)
+    restarted.restore([*history, *opened])
+    out = restarted.tick(T0 + 220 + 300)  # the throttle counts from the buffered revision
+    assert [(r.id, r.rev, len(r.stop_ids)) for r in out] == [(opened[0].id, 1, 4)]
