@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peers the test suite needs beyond Python packages, installed from the Debian archive when
-# missing: Chromium (status page browser tests) and a PostgreSQL server (store tests).
+# missing: Chromium (status page browser tests), systemd-analyze (unit checks) and a PostgreSQL
+# server (store tests).
 set -euo pipefail
 # --- Chromium (tests/status/test_browser.py drives Debian's headless chromium over the
 # DevTools pipe; no Playwright browser download, no internet beyond the Debian archive).
@@ -9,6 +10,15 @@ if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+
+# --- systemd-analyze (tests/systemd: `verify` and `security --offline=yes` on the unit files;
+# only the tool is used, no systemd needs to be running).
+if [ ! -x /usr/bin/systemd-analyze ]; then
+    echo "test-deps: installing systemd (for systemd-analyze) from the Debian archive" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
 # --- PostgreSQL (tests/store: the reference store's suite runs on SQLite and on PostgreSQL).
