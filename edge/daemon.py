@@ -90,6 +90,7 @@ class LineDaemon:
         self.followup = FollowUpEngine(cfg)
         self._historized = self._historized_roles(cfg)
         self._pending: list[Record] = []
+        self._sample_ms: dict[str, tuple[int, int]] = {}  # tag -> (ms of its last sample, ordinal in it)
         self._event_seq = 0
         self._stops: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stop_category: dict[str, str] = {}
@@ -173,9 +174,17 @@ class LineDaemon:
                 src = stamps.get(s.source_ts)
                 if src is None:
                     src = stamps[s.source_ts] = format_ts(s.source_ts)
+            # A tag can change more than once in a millisecond (a PLC catching up after a
+            # stall, a burst of queued notifications): the n-th sample in it gets its ordinal
+            # in the id, or the buffer would take it for the first one sent again and keep one.
+            ms = round(s.recv_ts * 1000)
+            prev_ms, n = self._sample_ms.get(s.tag, (None, 0))
+            n = n + 1 if prev_ms == ms else 0
+            self._sample_ms[s.tag] = (ms, n)
+            key = (s.tag, ms) if n == 0 else (s.tag, ms, n)
             self._pending.append(
                 SampleRecord(
-                    id=natural_id(self.cfg.line.id, "sample", s.tag, round(s.recv_ts * 1000)),
+                    id=natural_id(self.cfg.line.id, "sample", *key),
                     ts=ts,
                     tag=s.tag,
                     value=value,
