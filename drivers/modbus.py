@@ -36,10 +36,13 @@ per connection; a per-request timeout or exception becomes bad-quality samples.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
+from operator import itemgetter
 from typing import Any, Literal
 
 from pymodbus.exceptions import ConnectionException, ModbusException
@@ -186,6 +189,85 @@ class ReadBlock:
     count: int
     tags: list[str] = field(default_factory=list)
     split: bool = False  # got exception 2 once: read its tags one by one from now on
+    # how a response becomes samples, worked out by ModbusDriver on the block's first read
+    codec: _BlockCodec | None = field(default=None, repr=False, compare=False)
+
+
+_READ_FN: dict[Table, str] = {
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+}
+
+
+def _value_byte_indices(reg: int, words: int, word_order: str, byte_order: str) -> list[int]:
+    """Indices, into the block's registers as big-endian bytes, of one value's bytes in
+    big-endian value order (what _order_bytes does to the tag's slice, as an index map)."""
+    pairs = [[2 * (reg + w), 2 * (reg + w) + 1] for w in range(words)]
+    if byte_order == "little":
+        pairs = [p[::-1] for p in pairs]
+    if word_order == "little":
+        pairs.reverse()
+    return [i for p in pairs for i in p]
+
+
+class _BlockCodec:
+    """How to turn one register block's response into its tags' samples, worked out once.
+
+    Every numeric tag of the block (int/uint 16/32/64, float32/64) is decoded by one
+    ``struct`` unpack over the whole response: straight from the block's big-endian bytes
+    (pad bytes for the gaps) when every tag is big/big and none overlap, else from those
+    bytes gathered into big-endian value order by one itemgetter. Strings, bool-on-register,
+    scale/offset and the float finiteness check are done per tag, only for the tags that
+    need them. Same values as decode_registers + Driver.scaled, tag by tag.
+    """
+
+    def __init__(self, block: ReadBlock, driver: ModbusDriver) -> None:
+        self.pack = struct.Struct(f">{block.count}H")
+        numeric: list[tuple[int, str, list[int]]] = []  # (position in tags, struct code, byte indices)
+        self.other: list[int] = []  # positions of string / bool-on-register tags: decode_registers
+        # (position in tags, index into values(), signal) of numeric tags needing scale/offset or isfinite
+        self.post: list[tuple[int, int, Signal]] = []
+        for k, tag in enumerate(block.tags):
+            sig, a = driver.tags[tag], driver.addrs[tag]
+            if sig.type not in _STRUCT:
+                self.other.append(k)
+                continue
+            wo = sig.word_order or driver.cfg.word_order
+            bo = sig.byte_order or driver.cfg.byte_order
+            idx = _value_byte_indices(a.offset - block.start, _WORDS[sig.type], wo, bo)
+            if sig.scale != 1.0 or sig.offset != 0.0 or sig.type in ("float32", "float64"):
+                self.post.append((k, len(numeric), sig))
+            numeric.append((k, _STRUCT[sig.type], idx))
+        self.all_numeric = not self.other
+        self.numeric_pos = [k for k, _, _ in numeric]
+        flat = [i for _, _, idx in numeric for i in idx]
+        ascending = all(j > i for i, j in pairwise(flat))
+        contiguous = all(idx == list(range(idx[0], idx[0] + len(idx))) for _, _, idx in numeric)
+        self.gather: Any = None  # itemgetter picking value bytes out of the block, or None
+        if numeric and ascending and contiguous:
+            fmt, pos = [">"], flat[0]
+            for _, code, idx in numeric:
+                if idx[0] > pos:
+                    fmt.append(f"{idx[0] - pos}x")
+                fmt.append(code)
+                pos = idx[-1] + 1
+            self.first = flat[0]
+            self.unpack = struct.Struct("".join(fmt))
+        elif numeric:
+            self.first = 0
+            self.unpack = struct.Struct(">" + "".join(code for _, code, _ in numeric))
+            self.gather = itemgetter(*flat)  # >= 2 indices, so it always returns a tuple
+
+    def values(self, regs: list[int]) -> tuple[Any, ...]:
+        """The numeric tags' raw values, in the order of numeric_pos."""
+        if not self.numeric_pos:
+            return ()
+        data = self.pack.pack(*regs)
+        if self.gather is not None:
+            data = bytes(self.gather(data))
+        return self.unpack.unpack_from(data, self.first)
 
 
 def plan_reads(
@@ -283,12 +365,7 @@ class ModbusDriver(Driver):
         client = self._client
         if client is None or not client.connected:
             raise DriverError(f"not connected to modbus {self._where()}")
-        fn = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }[table]
+        fn = getattr(client, _READ_FN[table])
         async with self._lock:
             self.requests += 1
             try:
@@ -346,6 +423,36 @@ class ModbusDriver(Driver):
             return self._error_sample(tag, res, self.clock())
         return self._decode(tag, res, a.offset, self.clock())
 
+    def _decode_block(self, b: ReadBlock, data: list[int] | list[bool], now: float) -> list[Sample]:
+        """A merged read's response -> one sample per tag of the block, in b.tags order."""
+        if len(data) != b.count:  # a short (or long) answer: tag by tag, short tags go bad
+            return [self._decode(t, data, b.start, now) for t in b.tags]
+        if b.table in ("coil", "discrete"):
+            addrs, start = self.addrs, b.start
+            return [Sample(t, bool(data[addrs[t].offset - start]), "good", None, now) for t in b.tags]
+        codec = b.codec
+        if codec is None:
+            codec = b.codec = _BlockCodec(b, self)
+        tags = b.tags
+        vals = codec.values(data)  # type: ignore[arg-type]
+        out: list[Any]
+        if codec.all_numeric:
+            out = [Sample(t, v, "good", None, now) for t, v in zip(tags, vals, strict=True)]
+        else:
+            out = [None] * len(tags)
+            for k, v in zip(codec.numeric_pos, vals, strict=True):
+                out[k] = Sample(tags[k], v, "good", None, now)
+            for k in codec.other:  # strings, bool on a register: tag by tag
+                out[k] = self._decode(tags[k], data, b.start, now)
+        if codec.post:
+            for k, j, sig in codec.post:
+                raw = vals[j]
+                if isinstance(raw, float) and not math.isfinite(raw):
+                    out[k] = Sample(tags[k], None, "bad", None, now, f"{sig.address}: not a finite number")
+                elif sig.scale != 1.0 or sig.offset != 0.0:
+                    out[k] = Sample(tags[k], raw * sig.scale + sig.offset, "good", None, now)
+        return out
+
     async def read(self) -> list[Sample]:
         out: list[Sample] = []
         for b in self.blocks:
@@ -367,6 +474,5 @@ class ModbusDriver(Driver):
                     now = self.clock()
                     out.extend(self._error_sample(t, res, now) for t in b.tags)
                 continue
-            now = self.clock()
-            out.extend(self._decode(t, res, b.start, now) for t in b.tags)
+            out += self._decode_block(b, res, self.clock())
         return out
