@@ -20,6 +20,7 @@ import resource
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Self
 
@@ -29,7 +30,7 @@ import structlog
 
 from buffer.schema import connect, is_busy, is_disk_error, migrate
 from config.models import BufferConfig, LineIdentity
-from sync.records import AnyRecord, EventRecord, Record, format_ts, uuid7
+from sync.records import RECORD_TYPES, AnyRecord, EventRecord, Record, format_ts, uuid7
 
 __all__ = ["EVICTION_ORDER", "NEVER_EVICTED", "LineBuffer"]
 
@@ -56,8 +57,10 @@ _SET_COUNTER = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (na
 # (id, type, rev, msgpack body)
 _Pending = tuple[str, str, int, bytes]
 
-_TAGS: dict[type, str] = {}
+_TAGS: dict[type, str] = {cls: tag for tag, cls in RECORD_TYPES.items()}
 _DECODER = msgspec.msgpack.Decoder(AnyRecord)
+_ID = itemgetter(0)
+_BODY = itemgetter(3)
 
 
 def _tag(cls: type) -> str:
@@ -71,6 +74,11 @@ def _tag(cls: type) -> str:
 def _size(p: _Pending) -> int:
     """About what a row costs in the file: body, id twice (row and unique index), overhead."""
     return len(p[3]) + 2 * len(p[0]) + 24
+
+
+def _batch_size(batch: Sequence[_Pending]) -> int:
+    """``sum(_size(p) for p in batch)``, without a Python call per record."""
+    return sum(map(len, map(_BODY, batch))) + 2 * sum(map(len, map(_ID, batch))) + 24 * len(batch)
 
 
 def _disk_room(path: str) -> tuple[int, int] | None:
@@ -227,8 +235,11 @@ class LineBuffer:
             raise RuntimeError("append on a closed LineBuffer")
         enc = self._enc.encode
         pend = self._pending
-        for r in records:
-            pend.append((r.id, _tag(type(r)), r.rev, enc(r)))
+        tags = _TAGS
+        try:
+            pend.extend([(r.id, tags[r.__class__], r.rev, enc(r)) for r in records])
+        except KeyError:  # a Record class not seen yet (a subclass): nothing was queued
+            pend.extend([(r.id, _tag(type(r)), r.rev, enc(r)) for r in records])
         if self._identity is None and records:
             r0 = records[0]
             self._identity = {"site": r0.site, "area": r0.area, "line": r0.line, "machine": r0.machine}
@@ -402,15 +413,16 @@ class LineBuffer:
 
     async def _write(self, batch: list[_Pending]) -> None:
         now_ms = int(self._clock() * 1000)
-        seq = self._next_seq
-        rows = []
-        for rid, rtype, rev, body in batch:
-            rows.append((seq, rid, rtype, rev, now_ms, body))
-            seq += 1
+        first = self._next_seq
+        seq = first + len(batch)
         conn = self._conn
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            if rows:
+            if batch:
+                # (seq, id, type, rev, written_ms, body), seqs in batch order. One executemany:
+                # it binds each row holding the GIL, so the event loop (the drivers' polls)
+                # keeps priority over a large flush on a one-core daemon.
+                rows = [(i, p[0], p[1], p[2], now_ms, p[3]) for i, p in enumerate(batch, first)]
                 await conn.executemany(_UPSERT, rows)
             await conn.execute(_SET_META, ("next_seq", str(seq)))
             if self._identity_dirty and self._identity is not None:
@@ -460,7 +472,7 @@ class LineBuffer:
     async def _make_room(self, batch: list[_Pending]) -> list[_Pending]:
         """Evict under the cap before writing; drop evictable incoming records only when the
         file holds nothing evictable any more."""
-        incoming = sum(_size(p) for p in batch)
+        incoming = _batch_size(batch)
         used = await self._used_bytes()
         cap = await self._cap_with_disk(used, incoming)
         if used + incoming <= cap:

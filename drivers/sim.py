@@ -104,6 +104,17 @@ class SimDriver(Driver):
             raise TagError(f"plc {plc_name}: " + "; ".join(bad))
         self.model: LineModel | None = None
         self._t0 = 0.0
+        # Tags reading the same signal with the same scaling get the same value: each such
+        # (address, scale, offset) is scaled once per read, then shared by its tags.
+        kinds: dict[tuple[str, float, float], int] = {}
+        self._kinds: list[Signal] = []
+        self._plan: list[tuple[str, int]] = []
+        for name, sig in self.tags.items():
+            key = (sig.address, sig.scale, sig.offset)
+            if key not in kinds:
+                kinds[key] = len(self._kinds)
+                self._kinds.append(sig)
+            self._plan.append((name, kinds[key]))
 
     async def connect(self) -> None:
         if self.model is None:  # a reconnect keeps the line where it was
@@ -120,7 +131,8 @@ class SimDriver(Driver):
         self.model.advance(sim_t)
         values = self.model.values()
         src = self._t0 + sim_t
-        return [Sample(tag, self.scaled(values[sig.address], sig), "good", src, now) for tag, sig in self.tags.items()]
+        scaled = [self.scaled(values[sig.address], sig) for sig in self._kinds]
+        return [Sample(tag, scaled[k], "good", src, now) for tag, k in self._plan]
 
 
 def _s7_server(host: str, port: int) -> S7MemoryServer:

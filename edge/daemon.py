@@ -89,8 +89,12 @@ class LineDaemon:
         self.processor = LineProcessor(cfg)
         self.followup = FollowUpEngine(cfg)
         self._historized = self._historized_roles(cfg)
+        self._sample_prefix = self._sample_prefixes(cfg)
         self._pending: list[Record] = []
-        self._sample_ms: dict[str, tuple[int, int]] = {}  # tag -> (ms of its last sample, ordinal in it)
+        # A tag's n-th sample within one millisecond gets its ordinal in its id (see on_samples):
+        # tag -> the ms (as text) of its last sample; tag -> (that ms, ordinal) once it repeats.
+        self._sample_ms: dict[str, str] = {}
+        self._sample_burst: dict[str, tuple[str, int]] = {}
         self._event_seq = 0
         self._stops: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stop_category: dict[str, str] = {}
@@ -111,6 +115,12 @@ class LineDaemon:
     @staticmethod
     def _historized_roles(cfg: LineConfig) -> set[str]:
         return {role for role, sig in cfg.signals.roles().items() if sig.historize}
+
+    @classmethod
+    def _sample_prefixes(cls, cfg: LineConfig) -> dict[str, str]:
+        """Historized tag -> the start of its sample ids (``natural_id(line, "sample", tag, ms)``
+        is this prefix followed by the ms)."""
+        return {role: natural_id(cfg.line.id, "sample", role, "") for role in cls._historized_roles(cfg)}
 
     # ------------------------------------------------------------------ records
 
@@ -139,6 +149,8 @@ class LineDaemon:
     def _observe(self, records: Sequence[Record]) -> None:
         """Keep what the status page shows: the latest revision of recent stops and KPIs."""
         for r in records:
+            if r.__class__ is SampleRecord:  # most records, and none the page shows
+                continue
             if isinstance(r, StopRecord):
                 self._stops[r.id] = msgspec.to_builtins(r)
                 self._stops.move_to_end(r.id)
@@ -154,43 +166,53 @@ class LineDaemon:
     def on_samples(self, samples: list[Sample]) -> None:
         self.processor.feed(samples)
         self.followup.observe_samples(samples)
-        if not self._historized:
+        prefixes = self._sample_prefix
+        if not prefixes:
             return
-        ident = self._identity()
+        # The per-value path of the daemon: everything that is the same for a whole read (the
+        # identity, a tag's id prefix, a timestamp's text) is looked up, not rebuilt, per value.
+        ln = self.cfg.line
+        site, area, line, machine = ln.site, ln.area, ln.id, ln.machine
+        last_ms, bursts = self._sample_ms, self._sample_burst
+        append = self._pending.append
+        isfinite = math.isfinite
         # A read's samples share their timestamps: format each once (formatting was the
-        # largest single cost of a historized sample).
-        stamps: dict[float, str] = {}
+        # largest single cost of a historized sample). recv_ts -> (RFC 3339 text, ms as text).
+        stamps: dict[float, tuple[str, str]] = {}
         for s in samples:
-            if s.tag not in self._historized:
+            tag = s.tag
+            prefix = prefixes.get(tag)
+            if prefix is None:
                 continue
             value = s.value
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, float) and not isfinite(value):
                 value = None
-            ts = stamps.get(s.recv_ts)
-            if ts is None:
-                ts = stamps[s.recv_ts] = format_ts(s.recv_ts)
-            src = None
+            recv = s.recv_ts
+            stamp = stamps.get(recv)
+            if stamp is None:
+                stamp = stamps[recv] = (format_ts(recv), str(round(recv * 1000)))
+            ts, ms = stamp
+            src_text = None
             if s.source_ts is not None:
                 src = stamps.get(s.source_ts)
                 if src is None:
-                    src = stamps[s.source_ts] = format_ts(s.source_ts)
+                    src = stamps[s.source_ts] = (format_ts(s.source_ts), str(round(s.source_ts * 1000)))
+                src_text = src[0]
             # A tag can change more than once in a millisecond (a PLC catching up after a
             # stall, a burst of queued notifications): the n-th sample in it gets its ordinal
             # in the id, or the buffer would take it for the first one sent again and keep one.
-            ms = round(s.recv_ts * 1000)
-            prev_ms, n = self._sample_ms.get(s.tag, (None, 0))
-            n = n + 1 if prev_ms == ms else 0
-            self._sample_ms[s.tag] = (ms, n)
-            key = (s.tag, ms) if n == 0 else (s.tag, ms, n)
-            self._pending.append(
+            if last_ms.get(tag) == ms:
+                burst = bursts.get(tag)
+                n = burst[1] + 1 if burst is not None and burst[0] == ms else 1
+                bursts[tag] = (ms, n)
+                rid = f"{prefix}{ms}:{n}"
+            else:
+                last_ms[tag] = ms
+                rid = prefix + ms
+            append(
                 SampleRecord(
-                    id=natural_id(self.cfg.line.id, "sample", *key),
-                    ts=ts,
-                    tag=s.tag,
-                    value=value,
-                    quality=s.quality,
-                    source_ts=src,
-                    **ident,
+                    id=rid, ts=ts, tag=tag, value=value, quality=s.quality, source_ts=src_text,
+                    site=site, area=area, line=line, machine=machine,
                 )
             )
 
@@ -328,6 +350,7 @@ class LineDaemon:
 
     async def _tick_loop(self) -> None:
         last_step_report = -1e9
+        next_tick = time.monotonic()
         while True:
             self._last_tick_mono = time.monotonic()
             now = self.clock.now()
@@ -345,7 +368,14 @@ class LineDaemon:
                 self.log.warning("wall_clock_stepped", offset_s=round(step, 3))
                 records.append(self.event("clock_step", offset_s=round(step, 3)))
             await self.write(records)
-            await asyncio.sleep(TICK_S)
+            # Every TICK_S, not TICK_S after the work: on a busy line the work takes a good part
+            # of a tick, and a longer period would hold every record back longer. After an
+            # overrun the cadence starts again from now (no burst of ticks to catch up).
+            next_tick += TICK_S
+            delay = next_tick - time.monotonic()
+            if delay < 0:
+                next_tick, delay = time.monotonic(), 0.0
+            await asyncio.sleep(delay)
 
     async def _publish_loop(self) -> None:
         while True:
@@ -493,6 +523,7 @@ class LineDaemon:
             self.followup = FollowUpEngine(new)
         self.cfg = new
         self._historized = self._historized_roles(new)
+        self._sample_prefix = self._sample_prefixes(new)
         self.provider = type(self.provider)(self._status_doc(), reasons=self._reasons(),
                                             on_reason=self.reasons.on_operator_reason)
         self.log.info("config_reloaded", processor_restarted=rules_changed and not reasons_only)

@@ -308,15 +308,32 @@ class LineProcessor:
 
     def feed(self, samples: Iterable[Sample]) -> None:
         """Queue samples (processed at the next tick / set_connected / finish)."""
-        for s in samples:
-            v = s.value
-            if s.quality != "good" or v is None or (isinstance(v, float) and math.isnan(v)):
-                self.bad_by_tag[s.tag] = self.bad_by_tag.get(s.tag, 0) + 1
-                continue
-            if s.tag not in self.roles:
-                continue
-            self._start(s.recv_ts)
-            self.pending.setdefault(s.tag, []).append((s.recv_ts, v))
+        # `_start` inlined: this runs for every value the line delivers.
+        roles, pending, bad = self.roles, self.pending, self.bad_by_tag
+        isnan = math.isnan
+        last = self.last_ts
+        try:
+            for s in samples:
+                v = s.value
+                if s.quality != "good" or v is None or (isinstance(v, float) and isnan(v)):
+                    bad[s.tag] = bad.get(s.tag, 0) + 1
+                    continue
+                tag = s.tag
+                if tag not in roles:
+                    continue
+                t = s.recv_ts
+                if self.t0 is None:
+                    self.t0 = t
+                    self.state_cursor = t
+                if t > last:
+                    last = t
+                rows = pending.get(tag)
+                if rows is None:
+                    pending[tag] = [(t, v)]
+                else:
+                    rows.append((t, v))
+        finally:
+            self.last_ts = last
 
     def set_connected(self, ts: float, connected: bool, plc: str, error: str | None = None) -> None:
         self._process_pending()
@@ -416,9 +433,17 @@ class LineProcessor:
                     steps.add(t, val)
                     if role != "fault_code":
                         level_events.append((t, LEVEL_ROLES.index(role), role, val))
+            elif role.startswith("process."):
+                # `_Steps.add` inlined (one row per value of every process tag)
+                ts, vals = steps.ts, steps.vals
+                for t, v in rows:
+                    if vals and vals[-1] == v:
+                        continue
+                    ts.append(t)
+                    vals.append(v)
             else:
                 for t, v in rows:
-                    steps.add(t, v if role.startswith("process.") else str(v))
+                    steps.add(t, str(v))
         if self.level_mode and level_events:
             level_events.sort(key=lambda e: (e[0], e[1]))
             i = 0
