@@ -88,7 +88,6 @@ class LineDaemon:
         self.buffer: LineBuffer | None = None
         self.processor = LineProcessor(cfg)
         self.followup = FollowUpEngine(cfg)
-        self._historized = self._historized_roles(cfg)
         self._sample_prefix = self._sample_prefixes(cfg)
         self._pending: list[Record] = []
         # A tag's n-th sample within one millisecond gets its ordinal in its id (see on_samples):
@@ -522,7 +521,6 @@ class LineDaemon:
             await self.write(self.followup.flush(self.clock.now()))
             self.followup = FollowUpEngine(new)
         self.cfg = new
-        self._historized = self._historized_roles(new)
         self._sample_prefix = self._sample_prefixes(new)
         self.provider = type(self.provider)(self._status_doc(), reasons=self._reasons(),
                                             on_reason=self.reasons.on_operator_reason)

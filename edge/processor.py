@@ -152,6 +152,15 @@ class _Steps:
         self.ts.append(t)
         self.vals.append(v)
 
+    def extend(self, rows: list[tuple[float, Any]]) -> None:
+        """``add`` for each row, in one call (a process tag has a row per value)."""
+        ts, vals = self.ts, self.vals
+        for t, v in rows:
+            if vals and vals[-1] == v:
+                continue
+            ts.append(t)
+            vals.append(v)
+
     def at(self, t: float) -> Any:
         i = bisect.bisect_right(self.ts, t) - 1
         return self.vals[i] if i >= 0 else None
@@ -308,32 +317,32 @@ class LineProcessor:
 
     def feed(self, samples: Iterable[Sample]) -> None:
         """Queue samples (processed at the next tick / set_connected / finish)."""
-        # `_start` inlined: this runs for every value the line delivers.
+        # This runs for every value the line delivers: `_start` once per batch, not per value.
         roles, pending, bad = self.roles, self.pending, self.bad_by_tag
         isnan = math.isnan
-        last = self.last_ts
-        try:
-            for s in samples:
-                v = s.value
-                if s.quality != "good" or v is None or (isinstance(v, float) and isnan(v)):
-                    bad[s.tag] = bad.get(s.tag, 0) + 1
-                    continue
-                tag = s.tag
-                if tag not in roles:
-                    continue
-                t = s.recv_ts
-                if self.t0 is None:
-                    self.t0 = t
-                    self.state_cursor = t
-                if t > last:
-                    last = t
-                rows = pending.get(tag)
-                if rows is None:
-                    pending[tag] = [(t, v)]
-                else:
-                    rows.append((t, v))
-        finally:
-            self.last_ts = last
+        first: float | None = None
+        last = -math.inf
+        for s in samples:
+            v = s.value
+            if s.quality != "good" or v is None or (isinstance(v, float) and isnan(v)):
+                bad[s.tag] = bad.get(s.tag, 0) + 1
+                continue
+            tag = s.tag
+            if tag not in roles:
+                continue
+            t = s.recv_ts
+            if first is None:
+                first = t
+            if t > last:
+                last = t
+            rows = pending.get(tag)
+            if rows is None:
+                pending[tag] = [(t, v)]
+            else:
+                rows.append((t, v))
+        if first is not None:
+            self._start(first)  # the first sample the line ever sends starts its time
+            self.last_ts = max(self.last_ts, last)
 
     def set_connected(self, ts: float, connected: bool, plc: str, error: str | None = None) -> None:
         self._process_pending()
@@ -434,13 +443,7 @@ class LineProcessor:
                     if role != "fault_code":
                         level_events.append((t, LEVEL_ROLES.index(role), role, val))
             elif role.startswith("process."):
-                # `_Steps.add` inlined (one row per value of every process tag)
-                ts, vals = steps.ts, steps.vals
-                for t, v in rows:
-                    if vals and vals[-1] == v:
-                        continue
-                    ts.append(t)
-                    vals.append(v)
+                steps.extend(rows)
             else:
                 for t, v in rows:
                     steps.add(t, str(v))
