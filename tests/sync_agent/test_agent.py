@@ -180,6 +180,11 @@ async def test_after_an_outage_live_records_go_ahead_of_the_rate_limited_backlog
                 await buf.flush()
                 await asyncio.sleep(0.05)
             await wait_for(lambda: store_count(db, "line3") == 7200, 30, "backlog and live")
+            # The agent merges its cursors on the step after the last backlog batch was
+            # acknowledged: wait for that before stopping it (stopped earlier, it would resend
+            # that batch at its next start, which the store takes as duplicates).
+            await wait_for(lambda: not any(st.backfilling for st in agent.lines.values()), 10,
+                           "backfill to finish")
         order = [i for i, _ in store_rows(db, "line3")]
         pos = {rid: k for k, rid in enumerate(order)}
         live_ids = [r.id for r in live]
