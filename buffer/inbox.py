@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any, Literal, Self
 
 import aiosqlite
 
-from buffer.schema import SCHEMA_VERSION, BufferFileError, connect, schema_version
+from buffer.schema import SCHEMA_VERSION, BufferFileError, connect, immediate, schema_version
 
 __all__ = ["INBOX_KINDS", "Inbox", "InboxItem", "InboxKind"]
 
@@ -74,14 +73,8 @@ class Inbox:
     @contextlib.asynccontextmanager
     async def _immediate(self) -> AsyncIterator[None]:
         """One write transaction, taken at once (the other process waits on busy_timeout)."""
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with immediate(self._conn):
             yield
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await self._conn.execute("ROLLBACK")
-            raise
 
     async def since_seq(self, kind: InboxKind) -> int:
         """How far the agent has pulled this kind from the store (0 = nothing yet)."""

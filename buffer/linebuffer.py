@@ -28,7 +28,16 @@ import aiosqlite
 import msgspec
 import structlog
 
-from buffer.schema import connect, is_busy, is_disk_error, migrate
+from buffer.schema import (
+    RECORD_ID_INDEXED,
+    Migration,
+    connect,
+    immediate,
+    is_busy,
+    is_disk_error,
+    migrate,
+    used_bytes,
+)
 from config.models import BufferConfig, LineIdentity
 from sync.records import RECORD_TYPES, AnyRecord, EventRecord, Record, format_ts, uuid7
 
@@ -42,9 +51,11 @@ NEVER_EVICTED: frozenset[str] = frozenset(
     {"stop", "kpi", "maintenance_request", "quality_alert", "state", "event"}
 )
 
+# Samples are not in the unique index on id (schema v3): they are plain appends; every other
+# type is upserted by id, a higher rev replacing the stored record.
 _UPSERT = (
     "INSERT INTO records (seq, id, type, rev, written_ms, body) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, type = excluded.type, rev = excluded.rev, "
+    f"ON CONFLICT (id) WHERE {RECORD_ID_INDEXED} DO UPDATE SET seq = excluded.seq, type = excluded.type, rev = excluded.rev, "
     "written_ms = excluded.written_ms, body = excluded.body WHERE excluded.rev > records.rev"
 )
 _SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -111,9 +122,15 @@ class LineBuffer:
     PRUNE_EVERY_S = 60.0
     CHECKPOINT_EVERY_S = 30.0
     STATS_EVERY_S = 2.0
+    # The stats count the unsent records (a range scan): after an outage that is millions of
+    # rows, so the refresh is spaced to keep its share of the time at most 1 / STATS_COST_SHARE.
+    STATS_COST_SHARE = 50
     RETRY_EVERY_S = 1.0
     LEARNED_CAP_TTL_S = 600.0
     DISK_RESERVE = 256 * 1024
+    # Records queued beyond max(memory_bound_records, this) while the disk takes writes mean
+    # the daemon is overloaded: raw samples are shed (a bound of 0 must not mean "no samples").
+    OVERLOAD_FLOOR = 20_000
 
     def __init__(
         self,
@@ -144,15 +161,21 @@ class LineBuffer:
         self._retry_at = 0.0
         self._evicted: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
+        self._overload_dropped: int | None = None  # samples shed in the current overload episode
+        self._overload_bound = max(cfg.memory_bound_records, self.OVERLOAD_FLOOR)
         self._write_errors = 0
         self._last_error: str | None = None
         self._last_prune = 0.0
         self._last_checkpoint = time.monotonic()
         self._last_stats = 0.0
+        self._stats_every_s = self.STATS_EVERY_S
         self._stats: dict[str, Any] = {}
         self._closed = False
-        self._interrupted = False
+        # A write cancelled mid-way: (its batch, meta.next_seq if its COMMIT landed anyway),
+        # kept apart from the queue (nothing sheds from it) until _settle_interrupted.
+        self._interrupted: tuple[list[_Pending], int] | None = None
         self._log = structlog.get_logger().bind(buffer=cfg.path)
+        self.migration: Migration | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -165,20 +188,33 @@ class LineBuffer:
         flush_interval_s: float = 0.1,
         background: bool = True,
         clock: Callable[[], float] = time.time,
+        on_migration_copy: Callable[[int], None] | None = None,
     ) -> Self:
         """Create the directory and file if needed, migrate, switch to WAL, start the flush task.
 
         ``background=False`` commits only on `flush()` (tests, `lineside replay`).
+        ``on_migration_copy(bytes)`` is called before a migration that copies the records table
+        (seconds per 100 MB; the daemon tells systemd to wait).
         """
         Path(cfg.path).parent.mkdir(parents=True, exist_ok=True)
         conn = await connect(cfg.path, synchronous=cfg.synchronous)
+        log = structlog.get_logger().bind(buffer=cfg.path)
         try:
-            await migrate(conn, cfg.path)
+            migration = await migrate(conn, cfg.path, on_copy=on_migration_copy)
+            if migration.copied_bytes:
+                log.info("buffer_migrated", had=migration.had, now=migration.now,
+                         copied_mb=round(migration.copied_bytes / 2**20, 1))
+                with contextlib.suppress(sqlite3.Error):  # the copy sits in the WAL: fold it in now
+                    await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if migration.deferred is not None:
+                log.warning("buffer_migration_deferred", version=migration.now, reason=migration.deferred,
+                            effect="runs on the older layout, with slower sample writes; tried again at the next start")
             ident: dict[str, str] | None = None
             if identity is not None:
                 ident = {"site": identity.site, "area": identity.area, "line": identity.id,
                          "machine": identity.machine}
             self = cls(cfg, conn, ident, flush_interval_s, clock)
+            self.migration = migration
             await self._load_state(store_identity=identity is not None)
         except BaseException:
             await conn.close()
@@ -210,9 +246,6 @@ class LineBuffer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
         async with self._lock:
-            if self._interrupted:
-                await self._reload_next_seq()
-                self._interrupted = False
             await self._flush_locked(force=True)
             if self._pending:
                 self._log.error("buffer_records_lost_at_close", records=len(self._pending),
@@ -244,8 +277,11 @@ class LineBuffer:
             r0 = records[0]
             self._identity = {"site": r0.site, "area": r0.area, "line": r0.line, "machine": r0.machine}
             self._identity_dirty = True
-        if self._blocked and len(pend) > self._cfg.memory_bound_records:
-            self._shed()
+        if self._blocked:
+            if len(pend) > self._cfg.memory_bound_records:
+                self._shed()
+        elif len(pend) > self._overload_bound:
+            self._shed_samples()
         if len(pend) >= 50_000:
             self._wake.set()
         await asyncio.sleep(0)
@@ -274,7 +310,8 @@ class LineBuffer:
         out.update(
             full=self._full,
             write_blocked=self._blocked,
-            held_in_memory=len(self._pending),
+            overloaded=self._overload_dropped is not None,
+            held_in_memory=len(self._pending) + (len(self._interrupted[0]) if self._interrupted else 0),
             evicted=dict(self._evicted),
             dropped=dict(self._dropped),
             write_errors=self._write_errors,
@@ -304,6 +341,20 @@ class LineBuffer:
                     self._evicted[str(name)[8:]] = int(value)
                 elif name == "full":
                     self._full = bool(value)
+
+    async def _settle_interrupted(self) -> None:
+        """After a cancelled write: if its COMMIT landed (meta.next_seq, written in the same
+        transaction, moved to where that batch ends), the batch is in the file and is let go;
+        samples have no unique index, so a second write would store them twice. If not, it
+        goes back to the head of the queue. Either way the sequence is re-read."""
+        assert self._interrupted is not None
+        batch, landed_seq = self._interrupted
+        async with self._conn.execute("SELECT value FROM meta WHERE key = 'next_seq'") as cur:
+            row = await cur.fetchone()
+        if not (batch and row is not None and int(row[0]) == landed_seq):
+            self._pending[:0] = batch
+        self._interrupted = None
+        await self._reload_next_seq()
 
     async def _reload_next_seq(self, meta: dict[str, str] | None = None) -> None:
         if meta is None:
@@ -355,14 +406,7 @@ class LineBuffer:
         return min(cap, used + free - wal - 2 * incoming - self.DISK_RESERVE)
 
     async def _used_bytes(self) -> int:
-        """Logical size (pages in use, WAL included): deleting rows frees pages for reuse."""
-        async with self._conn.execute("PRAGMA page_count") as cur:
-            pages = (await cur.fetchone() or (0,))[0]
-        async with self._conn.execute("PRAGMA freelist_count") as cur:
-            free = (await cur.fetchone() or (0,))[0]
-        async with self._conn.execute("PRAGMA page_size") as cur:
-            size = (await cur.fetchone() or (4096,))[0]
-        return int((pages - free) * size)
+        return await used_bytes(self._conn)
 
     async def _run(self) -> None:
         while not self._closed:
@@ -383,6 +427,8 @@ class LineBuffer:
                 await asyncio.sleep(self.RETRY_EVERY_S)
 
     async def _flush_locked(self, *, force: bool) -> None:
+        if self._interrupted is not None:
+            await self._settle_interrupted()
         if not self._pending and not self._identity_dirty:
             return
         if self._blocked and not force and time.monotonic() < self._retry_at:
@@ -397,15 +443,15 @@ class LineBuffer:
             await self._on_write_error(exc)
             return
         except BaseException:
-            # Cancelled mid-write: the batch goes back to the queue (whether or not its COMMIT
-            # landed: a re-write of the same ids and revs changes nothing) and the sequence is
-            # re-read from the file before the next write.
-            self._pending[:0] = batch
-            self._interrupted = True
+            # Cancelled mid-write: whether its COMMIT landed is read from the file before the
+            # next write (_settle_interrupted); until then the batch is held apart.
+            self._interrupted = (batch, self._next_seq + len(batch))
             raise
         if self._blocked:
             self._log.warning("buffer_writes_resumed", path=self._path)
         self._blocked = False
+        if self._overload_dropped is not None and len(self._pending) <= self._overload_bound // 2:
+            self._end_overload()
         if self._learned_cap is not None:
             # Near a physical limit the WAL must not grow between autocheckpoints.
             with contextlib.suppress(sqlite3.Error):
@@ -415,9 +461,7 @@ class LineBuffer:
         now_ms = int(self._clock() * 1000)
         first = self._next_seq
         seq = first + len(batch)
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with immediate(self._conn) as conn:
             if batch:
                 # (seq, id, type, rev, written_ms, body), seqs in batch order. One executemany:
                 # it binds each row holding the GIL, so the event loop (the drivers' polls)
@@ -427,11 +471,6 @@ class LineBuffer:
             await conn.execute(_SET_META, ("next_seq", str(seq)))
             if self._identity_dirty and self._identity is not None:
                 await conn.execute(_SET_META, ("identity", json.dumps(self._identity)))
-            await conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise
         self._next_seq = seq
         self._identity_dirty = False
 
@@ -511,9 +550,7 @@ class LineBuffer:
         return batch
 
     async def _evict(self, rtype: str, limit: int) -> int:
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with immediate(self._conn) as conn:
             cur = await conn.execute(
                 "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE type = ? ORDER BY seq LIMIT ?)",
                 (rtype, limit),
@@ -521,11 +558,6 @@ class LineBuffer:
             n = cur.rowcount
             if n > 0:
                 await conn.execute(_ADD_COUNTER, (f"evicted.{rtype}", n))
-            await conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise
         if n > 0:
             self._evicted[rtype] = self._evicted.get(rtype, 0) + n
             self._log.warning("buffer_evicted", type=rtype, records=n)
@@ -536,14 +568,8 @@ class LineBuffer:
         return max(n, 0)
 
     async def _add_counter(self, name: str, n: int) -> None:
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self._conn.execute(_ADD_COUNTER, (name, n))
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await self._conn.execute("ROLLBACK")
-            raise
+        async with immediate(self._conn) as conn:
+            await conn.execute(_ADD_COUNTER, (name, n))
 
     async def _enter_full(self, reason: str, used: int) -> None:
         if self._full:
@@ -553,18 +579,10 @@ class LineBuffer:
             await self._conn.execute(_SET_COUNTER, ("full", 1))
         self._log.error("buffer_full", reason=reason, used_bytes=used, cap_bytes=int(self._effective_cap()),
                         held_in_memory=len(self._pending))
-        if self._identity is None:
-            return
-        now = self._clock()
-        event = EventRecord(
-            id=uuid7(now), ts=format_ts(now), kind="buffer_full",
-            detail={"reason": reason, "used_bytes": used, "cap_bytes": int(self._effective_cap()),
-                    "evicted_sample": self._evicted.get("sample", 0),
-                    "evicted_count": self._evicted.get("count", 0)},
-            site=self._identity["site"], area=self._identity["area"],
-            line=self._identity["line"], machine=self._identity["machine"],
-        )
-        self._pending.append((event.id, "event", 0, self._enc.encode(event)))
+        self._queue_event("buffer_full", {
+            "reason": reason, "used_bytes": used, "cap_bytes": int(self._effective_cap()),
+            "evicted_sample": self._evicted.get("sample", 0), "evicted_count": self._evicted.get("count", 0),
+        })
 
     async def _leave_full(self, used: int) -> None:
         self._full = False
@@ -591,6 +609,51 @@ class LineBuffer:
         self._log.critical("buffer_records_dropped", dropped=len(drop), held_in_memory=len(self._pending),
                            dropped_by_type=dict(self._dropped))
 
+    def _shed_samples(self) -> None:
+        """The disk takes writes but the records come in faster than they are committed (more
+        historized values than this PC can write): memory stays bounded by shedding the oldest
+        raw samples queued, and only those. Stops, KPIs, counts, states and events are never
+        shed here; the processor computed them from every value, so they stay exact. An episode
+        is reported by a ``buffer_overloaded`` event and ends with ``buffer_overload_ended``
+        giving the number of samples not historized."""
+        pend = self._pending
+        excess = len(pend) - self._overload_bound
+        kept: list[_Pending] = []
+        n = 0
+        for p in pend:
+            if n < excess and p[1] == "sample":
+                n += 1
+            else:
+                kept.append(p)
+        if n == 0:
+            return
+        self._pending = kept
+        self._dropped["sample"] = self._dropped.get("sample", 0) + n
+        if self._overload_dropped is None:
+            self._overload_dropped = 0
+            self._log.error("buffer_overloaded", held_in_memory=len(kept), bound=self._overload_bound,
+                            hint="fewer historized tags or a longer interval_ms; raw samples are being shed")
+            self._queue_event("buffer_overloaded", {"memory_bound_records": self._overload_bound})
+        self._overload_dropped += n
+
+    def _end_overload(self) -> None:
+        dropped = self._overload_dropped or 0
+        self._overload_dropped = None
+        self._log.warning("buffer_overload_ended", samples_dropped=dropped)
+        self._queue_event("buffer_overload_ended", {"samples_dropped": dropped})
+
+    def _queue_event(self, kind: str, detail: dict[str, Any]) -> None:
+        """An event the buffer writes itself, queued behind what is pending."""
+        if self._identity is None:
+            return
+        now = self._clock()
+        event = EventRecord(
+            id=uuid7(now), ts=format_ts(now), kind=kind, detail=detail,
+            site=self._identity["site"], area=self._identity["area"],
+            line=self._identity["line"], machine=self._identity["machine"],
+        )
+        self._pending.append((event.id, "event", 0, self._enc.encode(event)))
+
     async def _housekeeping(self) -> None:
         mono = time.monotonic()
         if self._blocked:
@@ -602,7 +665,7 @@ class LineBuffer:
             if mono - self._last_checkpoint >= self.CHECKPOINT_EVERY_S:
                 self._last_checkpoint = mono
                 await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            if mono - self._last_stats >= self.STATS_EVERY_S:
+            if mono - self._last_stats >= self._stats_every_s:
                 await self._refresh_stats()
         except sqlite3.Error as exc:
             if not (is_busy(exc) or is_disk_error(exc)):
@@ -620,19 +683,13 @@ class LineBuffer:
         cutoff_ms = int((self._clock() - self._cfg.retention_days * 86400) * 1000)
         total = 0
         while True:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur2 = await self._conn.execute(
+            async with immediate(self._conn) as conn:
+                cur2 = await conn.execute(
                     "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE seq <= ? "
                     "AND written_ms < ? ORDER BY seq LIMIT 20000)",
                     (sent_upto, cutoff_ms),
                 )
                 n = cur2.rowcount
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._conn.execute("ROLLBACK")
-                raise
             total += max(n, 0)
             if n < 20000:
                 break
@@ -640,10 +697,11 @@ class LineBuffer:
             self._log.info("buffer_pruned", records=total)
 
     async def _refresh_stats(self) -> None:
-        self._last_stats = time.monotonic()
+        """What the status page shows of the buffer. No query here may scan the whole table: a
+        full buffer holds millions of rows (a count by type over 3 M rows took over a second,
+        every 2 s, on the daemon's one core)."""
+        started = self._last_stats = time.monotonic()
         conn = self._conn
-        async with conn.execute("SELECT type, count(*) FROM records GROUP BY type") as cur:
-            by_type = {str(t): int(n) for t, n in await cur.fetchall()}
         async with conn.execute(
             "SELECT min(seq), min(live_from), max(live_seq) FROM cursors"
         ) as cur:
@@ -667,8 +725,8 @@ class LineBuffer:
             "path": self._path,
             "bytes_on_disk": size,
             "used_bytes": await self._used_bytes(),
-            "records_by_type": by_type,
             "unsent": unsent,
             "oldest_unsent_age_s": (self._clock() - first[0] / 1000.0) if first else None,
             "quarantined": quarantined,
         }
+        self._stats_every_s = max(self.STATS_EVERY_S, (time.monotonic() - started) * self.STATS_COST_SHARE)

@@ -11,9 +11,7 @@ backfill the agent ships the live tail first: records from ``live_from`` on are 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import Self
 
 import aiosqlite
 
-from buffer.schema import SCHEMA_VERSION, BufferFileError, connect, schema_version
+from buffer.schema import SCHEMA_VERSION, BufferFileError, connect, immediate, schema_version
 
 __all__ = ["Cursor", "Lag", "Outbox", "OutboxRow", "QuarantinedRecord"]
 
@@ -213,26 +211,18 @@ class Outbox:
         if not rejected:
             return
         now_ms = int(time.time() * 1000)
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self._conn.executemany(
+        async with immediate(self._conn) as conn:
+            await conn.executemany(
                 "INSERT INTO quarantine (seq, upstream, id, type, rev, error, at_ms, body) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upstream, seq) DO UPDATE SET "
                 "error = excluded.error, at_ms = excluded.at_ms",
                 [(r.seq, self.upstream, r.id, r.type, r.rev, err[:2000], now_ms, r.body) for r, err in rejected],
             )
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await self._conn.execute("ROLLBACK")
-            raise
 
     async def _update(
         self, *, backlog: int | None = None, live: int | None = None, start_live: int | None = None
     ) -> Cursor:
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with immediate(self._conn) as conn:
             c = await self.cursor()
             seq, lf, ls = c.seq, c.live_from, c.live_seq
             if start_live is not None and lf is None and start_live > seq + 1:
@@ -251,9 +241,4 @@ class Outbox:
                 "live_seq = excluded.live_seq, updated_ms = excluded.updated_ms",
                 (self.upstream, seq, lf, ls, int(time.time() * 1000)),
             )
-            await conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise
         return Cursor(seq, lf, ls)

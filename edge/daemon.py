@@ -328,6 +328,9 @@ class LineDaemon:
                 "oldest_unsent_age_s": stats.get("oldest_unsent_age_s"),
                 "full": bool(stats.get("full", False)),
                 "quarantined": stats.get("quarantined", 0),
+                # More values than this PC writes: raw samples are being shed (buffer/README.md).
+                "overloaded": bool(stats.get("overloaded", False)),
+                "dropped": sum((stats.get("dropped") or {}).values()),
             },
             "sync": {
                 "lag_s": stats.get("oldest_unsent_age_s"),
@@ -449,10 +452,22 @@ class LineDaemon:
 
     # ------------------------------------------------------------------ lifecycle
 
+    # A buffer migration that copies the records table took about 2 s per 100 MiB on the
+    # development machine; an industrial PC's flash can be ten times slower.
+    MIGRATION_S_PER_MIB = 0.2
+    MIGRATION_BASE_S = 60.0
+
+    def _migrating(self, nbytes: int) -> None:
+        mib = nbytes / 2**20
+        allow_s = self.MIGRATION_BASE_S + self.MIGRATION_S_PER_MIB * mib
+        self.log.warning("buffer_migrating", path=self.cfg.buffer.path, copy_mib=round(mib, 1),
+                         start_timeout_extended_s=round(allow_s))
+        notify.notify_extend_timeout(allow_s, f"line {self.cfg.line.id}: migrating the buffer ({mib:.0f} MiB)")
+
     async def run(self) -> int:
         if self.clock.scale != 1.0:
             self.log.warning("time_scaled_for_simulation", scale=self.clock.scale)
-        self.buffer = await LineBuffer.open(self.cfg.buffer, self.cfg.line)
+        self.buffer = await LineBuffer.open(self.cfg.buffer, self.cfg.line, on_migration_copy=self._migrating)
         await self._warm_start()
         try:
             await self.write([self.event("config_loaded", file=self.config_path, version=_version())])

@@ -62,6 +62,15 @@ def notify_ready(status: str | None = None) -> bool:
     return notify(*fields)
 
 
+def notify_extend_timeout(seconds: float, status: str | None = None) -> bool:
+    """Ask systemd to wait `seconds` more from now for READY (or for the stop): a long step
+    at start, such as a buffer migration, must not be killed by TimeoutStartSec."""
+    fields = [f"EXTEND_TIMEOUT_USEC={max(1, int(seconds * 1_000_000))}"]
+    if status:
+        fields.append(f"STATUS={status}")
+    return notify(*fields)
+
+
 def notify_watchdog() -> bool:
     """WATCHDOG=1: the loop is alive and healthy; send at least every watchdog_interval_s()/2."""
     return notify("WATCHDOG=1")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from buffer.inbox import Inbox, InboxItem
+from buffer.schema import RECORD_ID_INDEXED
 from sync.records import Record, StopRecord, decode_msgpack, format_ts
 
 if TYPE_CHECKING:
@@ -179,7 +180,8 @@ class EdgeReasons:
         """The latest revision of the stop the daemon wrote, read back from the buffer file."""
         path = self._d.cfg.buffer.path
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as con:
-            row = con.execute("SELECT body FROM records WHERE id = ? AND type = 'stop'", (stop_id,)).fetchone()
+            row = con.execute(f"SELECT body FROM records WHERE id = ? AND type = 'stop' AND {RECORD_ID_INDEXED}",
+                              (stop_id,)).fetchone()
         if row is None:
             return None
         rec = decode_msgpack(bytes(row[0]))

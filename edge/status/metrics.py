@@ -53,6 +53,15 @@ class LineMetrics:
         self.buffer_bytes = Gauge("lineside_buffer_bytes", "Size of the line's SQLite buffer on disk", ["line"], registry=r)
         self.buffer_unsent = Gauge("lineside_buffer_unsent_records", "Records not yet acknowledged upstream", ["line"], registry=r)
         self.buffer_full = Gauge("lineside_buffer_full", "1 while the buffer is at its size cap", ["line"], registry=r)
+        self.buffer_overloaded = Gauge(
+            "lineside_buffer_overloaded", "1 while values arrive faster than they are written (samples shed)",
+            ["line"], registry=r,
+        )
+        self.buffer_dropped = Counter(
+            "lineside_buffer_dropped_records_total",
+            "Records dropped in memory, never written (overload: raw samples; unwritable disk: least important first)",
+            ["line"], registry=r,
+        )
         self.oldest_unsent_age = Gauge(
             "lineside_oldest_unsent_age_seconds", "Age of the oldest record not yet acknowledged upstream", ["line"], registry=r
         )
@@ -60,7 +69,7 @@ class LineMetrics:
         self._seen: dict[tuple[str, ...], float] = {}
         self._shift_labels: set[str] = set()
 
-    def _advance(self, counter: Counter, key: tuple[str, str], total: float) -> None:
+    def _advance(self, counter: Counter, key: tuple[str, ...], total: float) -> None:
         """Increment `counter` by how much the cumulative `total` grew since the last update.
 
         A total lower than last time means its owner restarted counting (driver recreated):
@@ -70,8 +79,9 @@ class LineMetrics:
         last = self._seen.get(seen_key)
         delta = total if last is None or total < last else total - last
         self._seen[seen_key] = total
+        child = counter.labels(*key)  # exported at 0 too, so an alert rule has a series to watch
         if delta > 0:
-            counter.labels(*key).inc(delta)
+            child.inc(delta)
 
     def update(self, status: StatusDoc | Mapping[str, Any]) -> None:
         line = self.line
@@ -108,6 +118,8 @@ class LineMetrics:
         self.buffer_bytes.labels(line).set(float(buf.get("bytes") or 0))
         self.buffer_unsent.labels(line).set(float(buf.get("unsent") or 0))
         self.buffer_full.labels(line).set(1.0 if buf.get("full") else 0.0)
+        self.buffer_overloaded.labels(line).set(1.0 if buf.get("overloaded") else 0.0)
+        self._advance(self.buffer_dropped, (line,), float(buf.get("dropped") or 0))
         age = buf.get("oldest_unsent_age_s")
         self.oldest_unsent_age.labels(line).set(0.0 if age is None else float(age))
         lag = (status.get("sync") or {}).get("lag_s")

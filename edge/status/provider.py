@@ -124,6 +124,8 @@ class BufferDoc(TypedDict):
     oldest_unsent_age_s: float | None
     full: bool
     quarantined: NotRequired[int]
+    overloaded: NotRequired[bool]  # records arrive faster than they are written: samples shed
+    dropped: NotRequired[int]  # records dropped in memory since the daemon started (never written)
 
 
 class SyncDoc(TypedDict):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
+
+import msgspec
 
 from sync.records import (
     CountRecord,
@@ -62,3 +66,24 @@ def mixed(start: int, n: int, line: str = "line3") -> list[Record]:
 
 def now_ts() -> str:
     return format_ts(time.time())
+
+
+def v2_buffer_file(path: Path, n: int = 300, line: str = "line3") -> list[tuple[int, str, str, int, int, bytes]]:
+    """A buffer file as lineside wrote it before v3, with a sent part and an unsent part."""
+    from buffer.schema import MIGRATIONS
+
+    con = sqlite3.connect(path)
+    for stmts in MIGRATIONS[:2]:
+        for stmt in stmts:
+            con.execute(stmt)
+    rows = []
+    for seq, rec in enumerate(mixed(0, n, line), 1):
+        tag = type(rec).__struct_config__.tag  # type: ignore[attr-defined]
+        rows.append((seq, rec.id, str(tag), rec.rev, 1_763_791_200_000 + seq, msgspec.msgpack.encode(rec)))
+    con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("INSERT INTO meta VALUES ('next_seq', ?)", (str(n + 1),))
+    con.execute("INSERT INTO cursors (upstream, seq, updated_ms) VALUES ('default', 120, 0)")
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    return rows

@@ -178,3 +178,37 @@ async def test_memory_is_bounded_while_nothing_can_be_written(tmp_path: Path) ->
     await buf.close()
     with sqlite3.connect(c.path) as conn:
         assert conn.execute("SELECT count(*) FROM records WHERE type = 'stop'").fetchone()[0] == 200
+
+
+async def test_records_queued_faster_than_they_are_committed_shed_only_samples_and_say_so(tmp_path: Path) -> None:
+    """More historized values than the PC can write: memory stays at the bound, the oldest raw
+    samples go, every stop and count is kept, and the episode is in the buffer as events."""
+    c = cfg(tmp_path, memory_bound_records=20_000)
+    buf = await LineBuffer.open(c, IDENT, background=False)  # commits only on flush: the slowest disk
+    await buf.append([stop(i) for i in range(100)] + [sample(i) for i in range(25_000)])
+    await buf.append([count(i) for i in range(10)] + [sample(i) for i in range(25_000, 30_000)])
+    st = buf.stats()
+    assert st["held_in_memory"] <= 20_001 and st["overloaded"] and not st["write_blocked"]
+    assert st["dropped"] == {"sample": 10_111}
+    await buf.flush()  # the disk caught up: the episode ends
+    assert not buf.stats()["overloaded"]
+    await buf.close()
+    with sqlite3.connect(c.path) as conn:
+        by_type = dict(conn.execute("SELECT type, count(*) FROM records GROUP BY type").fetchall())
+        samples = [int(r[0].rsplit(":", 1)[1]) for r in conn.execute(
+            "SELECT id FROM records WHERE type = 'sample' ORDER BY seq")]
+        events = [msgspec.msgpack.decode(r[0], type=AnyRecord) for r in conn.execute(
+            "SELECT body FROM records WHERE type = 'event' ORDER BY seq")]
+    assert by_type["stop"] == 100 and by_type["count"] == 10
+    assert samples == list(range(10_111, 30_000))  # the newest samples are kept, in order
+    assert [(e.kind, e.detail) for e in events if isinstance(e, EventRecord)] == [
+        ("buffer_overloaded", {"memory_bound_records": 20_000}),
+        ("buffer_overload_ended", {"samples_dropped": 10_111}),
+    ]
+
+
+async def test_a_memory_bound_of_zero_still_historizes_samples_while_the_disk_keeps_up(tmp_path: Path) -> None:
+    buf = await LineBuffer.open(cfg(tmp_path, memory_bound_records=0), IDENT, background=False)
+    await buf.append([sample(i) for i in range(5000)])
+    await buf.close()
+    assert len(rows(buf.path)) == 5000

@@ -156,6 +156,43 @@ async def test_sd_notify_ready_only_once_the_buffer_exists_then_repeated_watchdo
         assert {"STOPPING": "1"} in rest, rest
 
 
+async def test_a_buffer_from_before_v3_is_migrated_at_start_and_systemd_is_told_to_wait_for_it(
+    line: LineRun, tmp_path: Path
+) -> None:
+    from tests.buffer.records import v2_buffer_file
+
+    line.buffer_path.parent.mkdir(parents=True)
+    old = v2_buffer_file(line.buffer_path, 5000, line=line.cfg["line"]["id"])
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(30)
+        line.env = {"NOTIFY_SOCKET": str(sock_path)}
+        line.start()
+        got: list[dict[str, str]] = []
+        while not any(f.get("READY") == "1" for f in got):
+            try:
+                got.append(_fields(await asyncio.to_thread(sock.recv, 4096)))
+            except TimeoutError:
+                raise AssertionError(f"no READY=1: {got}\n{line.failure()}") from None
+    extend = [f for f in got if "EXTEND_TIMEOUT_USEC" in f]
+    assert extend and got.index(extend[0]) < len(got) - 1, got  # asked for time before READY
+    assert int(extend[0]["EXTEND_TIMEOUT_USEC"]) >= 60_000_000  # beyond the unit's TimeoutStartSec
+    assert "migrating the buffer" in extend[0]["STATUS"]
+    migrating = await line.wait_log("buffer_migrating")
+    assert migrating["copy_mib"] > 0
+    await line.wait_record("event", lambda e: e.kind == "config_loaded")
+    assert line.terminate()[0] == 0
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(line.buffer_path)) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+        kept = con.execute("SELECT seq, id FROM records WHERE seq <= ? ORDER BY seq", (len(old),)).fetchall()
+    # every record not yet acknowledged (the agent's cursor was at 120) is still there to ship;
+    # the acknowledged ones, a year old, went with the retention pruning
+    assert kept == [(r[0], r[1]) for r in old[120:]]
+
+
 async def test_plc_outage_is_unknown_time_with_plc_disconnected_not_a_stop_and_data_resumes(
     line: LineRun, sim: Simulator
 ) -> None:

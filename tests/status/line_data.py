@@ -73,6 +73,7 @@ class RunningLine(SnapshotProvider):
         self._seq = seq
         self.state: dict[str, Any] = {"state": "running", "since": format_ts(cursor), "duration_s": now - cursor}
         self.samples_total = 598_000
+        self.buffer_dropped = 0
         super().__init__(self._build_status(), stops=self._closed_stops, kpis=[self._shift_kpi()], reasons=REASONS)
 
     def _build_status(self) -> StatusDoc:
@@ -97,7 +98,7 @@ class RunningLine(SnapshotProvider):
                             "samples_total": 60_000, "bad_samples": 0, "reconnects": 0},
             },
             "buffer": {"bytes": 48_234_496, "unsent": 1200, "oldest_unsent_age_s": 14.2, "full": False,
-                       "quarantined": 0},
+                       "quarantined": 0, "overloaded": False, "dropped": self.buffer_dropped},
             "sync": {"lag_s": 14.2, "last_ack": format_ts(self.now - 14.2), "state": "ok"},
             "stops_by_category": {"micro_stop": 3, "unplanned_stop": 2},
         }

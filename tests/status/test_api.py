@@ -172,6 +172,7 @@ async def test_metrics_export_counters_oee_and_buffer_and_count_each_sample_once
     metrics.update(line.status())  # the daemon's health task publishes too: must not double count
     async with running_app(create_app(line, token=None, require_token=False, metrics=metrics)) as url, httpx.AsyncClient() as c:
         first = (await c.get(f"{url}/metrics")).text
+        line.buffer_dropped = 4000  # the daemon fell behind and shed raw samples
         line.advance(1.0, samples=55)
         second = (await c.get(f"{url}/metrics")).text
     assert 'lineside_samples_total{line="line3",plc="cartoner"} 598000.0' in first
@@ -181,6 +182,8 @@ async def test_metrics_export_counters_oee_and_buffer_and_count_each_sample_once
     assert 'lineside_stops_total{category="unplanned_stop",line="line3"} 2.0' in second
     assert 'lineside_oee{line="line3",shift="early"} 0.748' in second
     assert 'lineside_buffer_bytes{line="line3"} 4.8234496e+07' in second
+    assert 'lineside_buffer_dropped_records_total{line="line3"} 0.0' in first
+    assert 'lineside_buffer_dropped_records_total{line="line3"} 4000.0' in second
     assert 'lineside_oldest_unsent_age_seconds{line="line3"} 14.2' in second
     assert 'lineside_samples_per_second{line="line3",plc="cartoner"} 50.0' in second
     assert 'lineside_state{line="line3",state="running"} 1.0' in second

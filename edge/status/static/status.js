@@ -214,8 +214,8 @@ function renderHealth(d) {
     plcs.appendChild(item);
   }
   const b = d.buffer || {};
-  $("buffer-size").textContent = bytes(b.bytes) + (b.full ? " FULL" : "");
-  $("buffer-size").className = b.full ? "warn" : "";
+  $("buffer-size").textContent = bytes(b.bytes) + (b.full ? " FULL" : "") + (b.overloaded ? " OVERLOADED" : "");
+  $("buffer-size").className = b.full || b.overloaded ? "warn" : "";
   $("buffer-unsent").textContent = num(b.unsent);
   $("buffer-age").textContent = b.oldest_unsent_age_s === null || b.oldest_unsent_age_s === undefined ? "–" : dur(b.oldest_unsent_age_s);
   const s = d.sync || {};
