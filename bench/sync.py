@@ -53,12 +53,14 @@ def bare_sqlite(path: Path, records: list[SampleRecord]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("CREATE TABLE r (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL)")
+    # The buffer's shape since schema v3: samples are not in the unique index on id.
+    conn.execute("CREATE TABLE r (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, body BLOB NOT NULL)")
+    conn.execute("CREATE UNIQUE INDEX r_id ON r (id) WHERE type <> 'sample'")
     t = time.perf_counter()
     for k in range(0, len(records), CHUNK):
-        rows = [(k + i + 1, r.id, enc.encode(r)) for i, r in enumerate(records[k:k + CHUNK])]
+        rows = [(k + i + 1, r.id, "sample", enc.encode(r)) for i, r in enumerate(records[k:k + CHUNK])]
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO r VALUES (?, ?, ?)", rows)
+        conn.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
     dt = time.perf_counter() - t
     conn.close()

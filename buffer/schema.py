@@ -106,6 +106,9 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "DROP TABLE records",
         "ALTER TABLE records_v3 RENAME TO records",
         "CREATE UNIQUE INDEX records_id ON records (id) WHERE type <> 'sample'",
+        # The few records a restart reads back (stops, KPIs, requests: `LineBuffer.history`)
+        # and eviction by type, without a scan of the samples around them.
+        "CREATE INDEX records_type ON records (type, seq) WHERE type <> 'sample'",
     ),
 )
 # Migrations from these versions copy the records table: they need room for a second copy (in
@@ -113,8 +116,8 @@ MIGRATIONS: Sequence[Sequence[str]] = (
 COPIES_RECORDS: frozenset[int] = frozenset({2})
 COPY_RESERVE = 256 * 1024
 
-# The condition of the partial unique index on records.id: an upsert's conflict target and a
-# lookup by id both repeat it, or SQLite does not use the index.
+# The condition of the partial indexes on records (id; type, seq): an upsert's conflict target
+# and a lookup by id or by type both repeat it, or SQLite does not use the index.
 RECORD_ID_INDEXED = "type <> 'sample'"
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 30_000

@@ -125,3 +125,31 @@ def test_with_no_room_for_the_copy_the_v2_file_is_used_as_it_is_and_migrated_at_
         after = con.execute("SELECT seq, id FROM records ORDER BY seq").fetchall()
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert after == [*rows, (rows[-1][0] + 1, "line3:sample:300000")]
+
+
+async def test_nothing_the_buffer_runs_at_start_or_every_few_seconds_scans_the_whole_table(tmp_path: Path) -> None:
+    """A full buffer holds millions of samples: reading back the stops and KPIs at a restart,
+    the stats for the status page, the retention pruning and the eviction of counts must find
+    their rows through an index or a seq range, or each costs seconds of the daemon's core."""
+    path = tmp_path / "line3.db"
+    buf = await LineBuffer.open(BufferConfig(path=str(path)), IDENT, background=False)
+    await buf.append(mixed(0, 3000))
+    await buf.flush()
+    ob = await Outbox.open(str(path))
+    await ob.ack(2000)
+    await ob.close()
+    statements: list[str] = []
+    await buf._conn.set_trace_callback(statements.append)
+    restored = await buf.history(("stop", "kpi"), 0)
+    await buf._refresh_stats()
+    await buf._prune()
+    await buf._evict("count", 5)
+    await buf._conn.set_trace_callback(None)
+    await buf.close()
+    assert len(restored) == 60 and {type(r).__name__ for r in restored} == {"StopRecord", "KpiRecord"}
+    queries = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "DELETE")) and " records" in s]
+    assert len(queries) >= 6, statements
+    with sqlite3.connect(path) as con:
+        for sql in queries:
+            plan = [row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql)]
+            assert "SCAN records" not in plan, (sql, plan)
