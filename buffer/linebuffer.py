@@ -83,7 +83,8 @@ def _tag(cls: type) -> str:
 
 
 def _size(p: _Pending) -> int:
-    """About what a row costs in the file: body, id twice (row and unique index), overhead."""
+    """About what a row costs in the file: body, id twice (row and unique index; samples are not
+    in that index since schema v3, so theirs is an over-estimate, on the safe side), overhead."""
     return len(p[3]) + 2 * len(p[0]) + 24
 
 
@@ -198,23 +199,23 @@ class LineBuffer:
         """
         Path(cfg.path).parent.mkdir(parents=True, exist_ok=True)
         conn = await connect(cfg.path, synchronous=cfg.synchronous)
-        log = structlog.get_logger().bind(buffer=cfg.path)
         try:
             migration = await migrate(conn, cfg.path, on_copy=on_migration_copy)
-            if migration.copied_bytes:
-                log.info("buffer_migrated", had=migration.had, now=migration.now,
-                         copied_mb=round(migration.copied_bytes / 2**20, 1))
-                with contextlib.suppress(sqlite3.Error):  # the copy sits in the WAL: fold it in now
-                    await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            if migration.deferred is not None:
-                log.warning("buffer_migration_deferred", version=migration.now, reason=migration.deferred,
-                            effect="runs on the older layout, with slower sample writes; tried again at the next start")
             ident: dict[str, str] | None = None
             if identity is not None:
                 ident = {"site": identity.site, "area": identity.area, "line": identity.id,
                          "machine": identity.machine}
             self = cls(cfg, conn, ident, flush_interval_s, clock)
             self.migration = migration
+            if migration.copied_bytes:
+                self._log.info("buffer_migrated", had=migration.had, now=migration.now,
+                               copied_mb=round(migration.copied_bytes / 2**20, 1))
+                with contextlib.suppress(sqlite3.Error):  # the copy sits in the WAL: fold it in now
+                    await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if migration.deferred is not None:
+                self._log.warning("buffer_migration_deferred", version=migration.now, reason=migration.deferred,
+                                  effect="runs on the older layout, with slower sample writes; "
+                                         "tried again at the next start")
             await self._load_state(store_identity=identity is not None)
         except BaseException:
             await conn.close()
@@ -592,24 +593,30 @@ class LineBuffer:
             await self._conn.execute(_SET_COUNTER, ("full", 0))
         self._log.warning("buffer_not_full", used_bytes=used)
 
+    def _drop_oldest(self, excess: int, types: Sequence[str | None]) -> int:
+        """Drop up to `excess` queued records: the oldest of ``types[0]`` first, then of
+        ``types[1]``, ... (None: any type). Counted in `stats()["dropped"]`; returns how many."""
+        pend, n = self._pending, 0
+        for rtype in types:
+            if n >= excess:
+                break
+            kept: list[_Pending] = []
+            for p in pend:
+                if n < excess and (rtype is None or p[1] == rtype):
+                    n += 1
+                    self._dropped[p[1]] = self._dropped.get(p[1], 0) + 1
+                else:
+                    kept.append(p)
+            pend = kept
+        self._pending = pend
+        return n
+
     def _shed(self) -> None:
         """Memory is bounded too: while nothing can be written, drop what matters least."""
-        excess = len(self._pending) - self._cfg.memory_bound_records
-        if excess <= 0:
-            return
-        drop: set[int] = set()
-        for rtype in (*EVICTION_ORDER, None):
-            for i, p in enumerate(self._pending):
-                if len(drop) >= excess:
-                    break
-                if (rtype is None or p[1] == rtype) and i not in drop:
-                    drop.add(i)
-        for i in drop:
-            t = self._pending[i][1]
-            self._dropped[t] = self._dropped.get(t, 0) + 1
-        self._pending = [p for i, p in enumerate(self._pending) if i not in drop]
-        self._log.critical("buffer_records_dropped", dropped=len(drop), held_in_memory=len(self._pending),
-                           dropped_by_type=dict(self._dropped))
+        n = self._drop_oldest(len(self._pending) - self._cfg.memory_bound_records, (*EVICTION_ORDER, None))
+        if n:
+            self._log.critical("buffer_records_dropped", dropped=n, held_in_memory=len(self._pending),
+                               dropped_by_type=dict(self._dropped))
 
     def _shed_samples(self) -> None:
         """The disk takes writes but the records come in faster than they are committed (more
@@ -618,22 +625,12 @@ class LineBuffer:
         shed here; the processor computed them from every value, so they stay exact. An episode
         is reported by a ``buffer_overloaded`` event and ends with ``buffer_overload_ended``
         giving the number of samples not historized."""
-        pend = self._pending
-        excess = len(pend) - self._overload_bound
-        kept: list[_Pending] = []
-        n = 0
-        for p in pend:
-            if n < excess and p[1] == "sample":
-                n += 1
-            else:
-                kept.append(p)
+        n = self._drop_oldest(len(self._pending) - self._overload_bound, ("sample",))
         if n == 0:
             return
-        self._pending = kept
-        self._dropped["sample"] = self._dropped.get("sample", 0) + n
         if self._overload_dropped is None:
             self._overload_dropped = 0
-            self._log.error("buffer_overloaded", held_in_memory=len(kept), bound=self._overload_bound,
+            self._log.error("buffer_overloaded", held_in_memory=len(self._pending), bound=self._overload_bound,
                             hint="fewer historized tags or a longer interval_ms; raw samples are being shed")
             self._queue_event("buffer_overloaded", {"memory_bound_records": self._overload_bound})
         self._overload_dropped += n

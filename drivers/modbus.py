@@ -203,13 +203,9 @@ _READ_FN: dict[Table, str] = {
 
 def _value_byte_indices(reg: int, words: int, word_order: str, byte_order: str) -> list[int]:
     """Indices, into the block's registers as big-endian bytes, of one value's bytes in
-    big-endian value order (what _order_bytes does to the tag's slice, as an index map)."""
-    pairs = [[2 * (reg + w), 2 * (reg + w) + 1] for w in range(words)]
-    if byte_order == "little":
-        pairs = [p[::-1] for p in pairs]
-    if word_order == "little":
-        pairs.reverse()
-    return [i for p in pairs for i in p]
+    big-endian value order: _order_bytes applied to the positions of the tag's bytes."""
+    base = 2 * reg
+    return [base + i for i in _order_bytes(bytes(range(2 * words)), word_order, byte_order)]
 
 
 class _BlockCodec:

@@ -3,22 +3,30 @@
 # missing: Chromium (status page browser tests), systemd-analyze (unit checks) and a PostgreSQL
 # server (store tests).
 set -euo pipefail
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+UPDATED=""
+# apt_install WHAT PACKAGE...: from the Debian archive, the package lists fetched once per run.
+apt_install() {
+    local what=$1
+    shift
+    echo "test-deps: installing $what from the Debian archive" >&2
+    if [ -z "$UPDATED" ]; then
+        $SUDO apt-get update -qq
+        UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # --- Chromium (tests/status/test_browser.py drives Debian's headless chromium over the
 # DevTools pipe; no Playwright browser download, no internet beyond the Debian archive).
 if [ ! -x /usr/bin/chromium ]; then
-    echo "test-deps: installing chromium from the Debian archive" >&2
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    apt_install chromium chromium fonts-dejavu-core
 fi
 
 # --- systemd-analyze (tests/systemd: `verify` and `security --offline=yes` on the unit files;
 # only the tool is used, no systemd needs to be running).
 if [ ! -x /usr/bin/systemd-analyze ]; then
-    echo "test-deps: installing systemd (for systemd-analyze) from the Debian archive" >&2
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
+    apt_install "systemd (for systemd-analyze)" systemd
 fi
 
 # --- PostgreSQL (tests/store: the reference store's suite runs on SQLite and on PostgreSQL).
@@ -28,11 +36,8 @@ fi
 # the rest of the suite still runs.
 pg_up() { command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; }
 if [ -z "${LINESIDE_TEST_PG:-}" ] && ! pg_up; then
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     if [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
-        echo "test-deps: installing postgresql from the Debian archive" >&2
-        $SUDO apt-get update -qq || true
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null || true
+        apt_install postgresql postgresql || true
     fi
     PGVER=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || true)
     if [ -n "$PGVER" ]; then

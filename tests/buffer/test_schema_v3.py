@@ -5,14 +5,17 @@ was cancelled after its COMMIT landed is not written a second time."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
 
 from buffer import LineBuffer, Outbox
-from buffer.schema import SCHEMA_VERSION
+from buffer.schema import RECORD_ID_INDEXED, SCHEMA_VERSION
 from config.models import BufferConfig, LineIdentity
 from sync.records import AnyRecord
 from tests.buffer.records import mixed, sample, stop, v2_buffer_file
@@ -47,8 +50,6 @@ async def test_a_v2_buffer_is_migrated_with_every_record_and_the_cursor_kept(tmp
 
 async def test_a_lookup_by_id_uses_the_index_for_every_type_but_samples(tmp_path: Path) -> None:
     """A stop is found by its id without a scan of the (mostly sample) table."""
-    from buffer.schema import RECORD_ID_INDEXED
-
     buf = await LineBuffer.open(BufferConfig(path=str(tmp_path / "b.db")), IDENT, background=False)
     await buf.close()
     with sqlite3.connect(tmp_path / "b.db") as con:
@@ -91,10 +92,6 @@ def test_with_no_room_for_the_copy_the_v2_file_is_used_as_it_is_and_migrated_at_
     """A file-size limit that leaves no room for a second copy of the table: the writer starts
     anyway on the v2 layout (nothing lost, revisions still replace, samples still appended),
     says why; the next start with room migrates it."""
-    import os
-    import subprocess
-    import sys
-
     path = tmp_path / "line3.db"
     before = v2_buffer_file(path, 3000)
     # room to write (the buffer's own cap keeps 2 batches and 256 KiB free under the limit),
