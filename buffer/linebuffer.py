@@ -353,10 +353,13 @@ class LineBuffer:
         batch, landed_seq = self._interrupted
         async with self._conn.execute("SELECT value FROM meta WHERE key = 'next_seq'") as cur:
             row = await cur.fetchone()
+        await self._reload_next_seq({"next_seq": str(row[0])} if row is not None else {})
+        # No await from here on: a cancel of this flush lands before this point or not at all,
+        # so the queue, the sequence and _interrupted never disagree (a cancel between putting
+        # the batch back and re-reading the sequence reused the seqs of a batch that had landed).
         if not (batch and row is not None and int(row[0]) == landed_seq):
             self._pending[:0] = batch
         self._interrupted = None
-        await self._reload_next_seq()
 
     async def _reload_next_seq(self, meta: dict[str, str] | None = None) -> None:
         if meta is None:
