@@ -163,7 +163,7 @@ class OpcUaNodeServer:
             dv = await node.read_data_value(raise_on_bad_status=False)  # a Bad status still has its value
             if dv.Value is not None and dv.Value.Value is not None:
                 self._specs[name] = (self._specs[name][0], dv.Value.Value)
-        await server.stop()
+        await _stop(server)
         await asyncio.sleep(0)
 
     async def set(self, name: str, value: Any, *, source_ts: dt.datetime | None = None,
@@ -183,3 +183,24 @@ class OpcUaNodeServer:
 
     def get(self, name: str) -> Any:
         return self._specs[name][1]
+
+
+async def _stop(server: Server) -> None:
+    """``server.stop()``, which returns even while a client keeps reconnecting.
+
+    asyncua closes the connections it knows of, yields, and then waits in ``wait_closed()`` for
+    every connection to end; one accepted while it yielded stays open, and the stop never returns.
+    A PLC outage in the simulator meets exactly that: lineside's driver reconnects within
+    milliseconds. So the listening socket closes first, and whatever connection still holds the
+    stop is closed again every 0.1 s.
+    """
+    listener: asyncio.Server | None = getattr(server.bserver, "_server", None)
+    if listener is not None:
+        listener.close()  # no new connections; asyncua's own close() of it later does nothing
+    stopping = asyncio.ensure_future(server.stop())
+    while not stopping.done():
+        await asyncio.wait({stopping}, timeout=0.1)
+        for transport in list(server.iserver.asyncio_transports):
+            transport.close()
+    stopping.result()
+
