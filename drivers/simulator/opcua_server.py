@@ -203,4 +203,3 @@ async def _stop(server: Server) -> None:
         for transport in list(server.iserver.asyncio_transports):
             transport.close()
     stopping.result()
-
