@@ -10,10 +10,9 @@ sides use their own connection; nothing holds a transaction while waiting.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -70,12 +69,6 @@ class Inbox:
 
     # ------------------------------------------------------------ the agent's side
 
-    @contextlib.asynccontextmanager
-    async def _immediate(self) -> AsyncIterator[None]:
-        """One write transaction, taken at once (the other process waits on busy_timeout)."""
-        async with immediate(self._conn):
-            yield
-
     async def since_seq(self, kind: InboxKind) -> int:
         """How far the agent has pulled this kind from the store (0 = nothing yet)."""
         async with self._conn.execute("SELECT value FROM meta WHERE key = ?", (f"inbox.{kind}.since_seq",)) as cur:
@@ -87,7 +80,7 @@ class Inbox:
         if kind not in INBOX_KINDS:
             raise ValueError(f"inbox kind must be one of {INBOX_KINDS}, got {kind!r}")
         now = int(time.time() * 1000)
-        async with self._immediate():
+        async with immediate(self._conn):
             before = self._conn.total_changes
             await self._conn.executemany(
                 "INSERT INTO inbox (key, kind, body, received_ms) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -116,7 +109,7 @@ class Inbox:
         if not outcomes:
             return
         now = int(time.time() * 1000)
-        async with self._immediate():
+        async with immediate(self._conn):
             await self._conn.executemany(
                 "UPDATE inbox SET applied_ms = ?, outcome = ? WHERE seq = ?", [(now, o, s) for s, o in outcomes]
             )
@@ -133,7 +126,7 @@ class Inbox:
 
     async def prune(self, older_than_ms: int) -> int:
         """Forget applied items received before `older_than_ms` (the daemon's retention)."""
-        async with self._immediate():
+        async with immediate(self._conn):
             cur = await self._conn.execute(
                 "DELETE FROM inbox WHERE applied_ms IS NOT NULL AND received_ms < ?", (older_than_ms,)
             )

@@ -351,17 +351,16 @@ class LineBuffer:
         goes back to the head of the queue. Either way the sequence is re-read."""
         assert self._interrupted is not None
         batch, landed_seq = self._interrupted
-        async with self._conn.execute("SELECT value FROM meta WHERE key = 'next_seq'") as cur:
-            row = await cur.fetchone()
-        await self._reload_next_seq({"next_seq": str(row[0])} if row is not None else {})
+        stored = await self._reload_next_seq()
         # No await from here on: a cancel of this flush lands before this point or not at all,
         # so the queue, the sequence and _interrupted never disagree (a cancel between putting
         # the batch back and re-reading the sequence reused the seqs of a batch that had landed).
-        if not (batch and row is not None and int(row[0]) == landed_seq):
+        if not (batch and stored == landed_seq):
             self._pending[:0] = batch
         self._interrupted = None
 
-    async def _reload_next_seq(self, meta: dict[str, str] | None = None) -> None:
+    async def _reload_next_seq(self, meta: dict[str, str] | None = None) -> int | None:
+        """Set the next seq from the file; returns meta.next_seq as stored (None: not yet)."""
         if meta is None:
             async with self._conn.execute("SELECT value FROM meta WHERE key = 'next_seq'") as cur:
                 row = await cur.fetchone()
@@ -373,7 +372,9 @@ class LineBuffer:
                 row = await cur.fetchone()
             if row and row[0] is not None:
                 top = max(top, int(row[0]))
-        self._next_seq = max(int(meta.get("next_seq", "1")), top + 1)
+        stored = int(meta["next_seq"]) if "next_seq" in meta else None
+        self._next_seq = max(stored or 1, top + 1)
+        return stored
 
     def _effective_cap(self) -> float:
         if self._learned_cap is not None:
@@ -409,9 +410,6 @@ class LineBuffer:
                 return cap
             free, wal = room
         return min(cap, used + free - wal - 2 * incoming - self.DISK_RESERVE)
-
-    async def _used_bytes(self) -> int:
-        return await used_bytes(self._conn)
 
     async def _run(self) -> None:
         while not self._closed:
@@ -499,7 +497,7 @@ class LineBuffer:
             with contextlib.suppress(sqlite3.Error):
                 await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             try:
-                used = await self._used_bytes()
+                used = await used_bytes(self._conn)
             except sqlite3.Error:
                 used = 0
             if used > 0:
@@ -517,7 +515,7 @@ class LineBuffer:
         """Evict under the cap before writing; drop evictable incoming records only when the
         file holds nothing evictable any more."""
         incoming = _batch_size(batch)
-        used = await self._used_bytes()
+        used = await used_bytes(self._conn)
         cap = await self._cap_with_disk(used, incoming)
         if used + incoming <= cap:
             if self._full and not self._blocked and used + incoming < self.CLEAR_AT * cap:
@@ -533,7 +531,7 @@ class LineBuffer:
                 n = await self._evict(rtype, chunk)
                 if n == 0:
                     break
-                used = await self._used_bytes()
+                used = await used_bytes(self._conn)
             if used + incoming <= cap:
                 break
             kept: list[_Pending] = []
@@ -734,7 +732,7 @@ class LineBuffer:
         self._stats = {
             "path": self._path,
             "bytes_on_disk": size,
-            "used_bytes": await self._used_bytes(),
+            "used_bytes": await used_bytes(self._conn),
             "unsent": unsent,
             "oldest_unsent_age_s": (self._clock() - first[0] / 1000.0) if first else None,
             "quarantined": quarantined,
